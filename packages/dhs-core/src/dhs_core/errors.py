@@ -1,0 +1,34 @@
+"""Error types. The CLI maps :class:`UserError` to exit code 2 and prints only its message.
+
+Every message says what the user did, where, and what would be valid (STYLE.md rule 6).
+"""
+
+from __future__ import annotations
+
+
+class DhsError(Exception):
+    """Base class of all dhs errors."""
+
+    exit_code = 1
+
+
+class UserError(DhsError):
+    """Bad usage, invalid spec, unmet pin, bad input data: exit code 2, no traceback."""
+
+    exit_code = 2
+
+
+class SpecError(UserError):
+    """A run spec (file, override or sweep) is invalid."""
+
+
+class PluginError(UserError):
+    """Plugins are inconsistent: a duplicate component name, an unknown hook, a bad registration."""
+
+
+class RequirementError(UserError):
+    """A `[requires]` pin or lock file does not match what is installed."""
+
+
+class StageError(DhsError):
+    """A stage failed at run time (exit code 1)."""

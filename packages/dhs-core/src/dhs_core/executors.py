@@ -1,0 +1,103 @@
+"""Executors run a stage's independent tasks (DESIGN.md §1, issue: executor interface).
+
+A task is any picklable object. If it has an ``output`` attribute (a path) that already
+exists, the task is finished and is skipped — each task writes its own output atomically, so a
+killed stage resumes where it stopped. ``map`` returns one result per task in order; a skipped
+task's result is ``None``.
+"""
+
+from __future__ import annotations
+
+import os
+from abc import ABC, abstractmethod
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+from pydantic import Field
+
+from dhs_core.components import ComponentConfig
+
+
+def task_done(task: Any) -> bool:
+    out = getattr(task, "output", None)
+    return out is not None and Path(out).exists()
+
+
+class Executor(ABC):
+    """Runs ``fn(task)`` for every task; results come back in task order."""
+
+    #: counts of the last ``map`` call: ``{"run": n, "skipped": n}``
+    last_stats: dict[str, int]
+
+    def __init__(self) -> None:
+        self.last_stats = {"run": 0, "skipped": 0}
+
+    @abstractmethod
+    def map(
+        self,
+        fn: Callable[[Any], Any],
+        tasks: Sequence[Any],
+        *,
+        progress: Any = None,
+        desc: str = "",
+    ) -> list[Any]: ...
+
+
+def _limit_threads() -> None:
+    # Each worker gets one intra-op thread: with a pool of N processes, N×cores threads would
+    # oversubscribe the machine and run slower than serial.
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    try:
+        import torch  # noqa: PLC0415 - optional, only when present
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
+
+
+class LocalConfig(ComponentConfig):
+    # number of worker processes; 1 runs every task in this process (debuggers, profilers)
+    workers: int = Field(1, ge=1)
+    # tasks handed to a worker at a time; larger amortises pickling of small tasks
+    chunksize: int = Field(1, ge=1)
+
+
+class LocalExecutor(Executor):
+    """Runs tasks on this machine: in-process for ``workers = 1``, else a process pool."""
+
+    Config = LocalConfig
+
+    def __init__(self, config: LocalConfig | None = None) -> None:
+        super().__init__()
+        self.config = config or LocalConfig()
+
+    def map(self, fn, tasks, *, progress=None, desc=""):  # type: ignore[override]
+        tasks = list(tasks)
+        results: list[Any] = [None] * len(tasks)
+        todo = [i for i, t in enumerate(tasks) if not task_done(t)]
+        self.last_stats = {"run": len(todo), "skipped": len(tasks) - len(todo)}
+        bar = progress.task(desc or "tasks", total=len(tasks)) if progress is not None else None
+        if bar is not None:
+            bar.advance(len(tasks) - len(todo))
+        try:
+            if self.config.workers == 1 or len(todo) <= 1:
+                for i in todo:
+                    results[i] = fn(tasks[i])
+                    if bar is not None:
+                        bar.advance()
+            else:
+                with ProcessPoolExecutor(
+                    max_workers=min(self.config.workers, len(todo)), initializer=_limit_threads
+                ) as pool:
+                    for i, res in zip(
+                        todo,
+                        pool.map(fn, [tasks[i] for i in todo], chunksize=self.config.chunksize),
+                    ):
+                        results[i] = res
+                        if bar is not None:
+                            bar.advance()
+        finally:
+            if bar is not None:
+                bar.close()
+        return results

@@ -1,0 +1,319 @@
+"""The pipeline runner (DESIGN.md §4): orders stages, hashes inputs, resumes, records provenance.
+
+A stage's *input hash* is the SHA-256 of: its name and provider version, the resolved spec
+sections it owns or lists in ``inputs``, ``run.seed``, and the completion tokens of the stages
+that produce what it needs. A stage is skipped when its state file (``.dhs/stages/<name>.json``)
+records the same input hash and every artifact it produces exists. Rerunning an upstream stage
+gives it a new completion token, so everything downstream reruns on the next ``dhs run``.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io as _io
+import json
+import re
+import sys
+import time
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Sequence
+
+from pydantic import BaseModel
+
+from dhs_core import io, plugins, provenance
+from dhs_core.errors import DhsError, SpecError, StageError
+from dhs_core.requirements import check_lock, check_requires
+from dhs_core.spec import SpecPoint, enabled_stages, load_spec, resolved_dict
+from dhs_core.stages import Progress, StageContext
+
+
+@dataclass
+class Run:
+    """One run (one sweep point): what stages and lifecycle hooks see."""
+
+    spec: Any
+    run_dir: Path
+    spec_path: Path | None = None
+    assignments: dict[str, Any] = field(default_factory=dict)
+    command: Sequence[str] = field(default_factory=lambda: list(sys.argv))
+
+    @property
+    def seed(self) -> int:
+        return self.spec.run.seed
+
+    @property
+    def name(self) -> str:
+        return self.spec.run.name
+
+
+@dataclass
+class RunResult:
+    """What :func:`run` returns. For a sweep, ``points`` holds one result per point."""
+
+    run_dir: Path
+    metrics: dict[str, Any] = field(default_factory=dict)
+    stages: dict[str, str] = field(default_factory=dict)  # name -> "ran" | "skipped" | "not selected"
+    points: list[RunResult] = field(default_factory=list)
+    assignments: dict[str, Any] = field(default_factory=dict)
+
+
+def order_stages(comps: list[plugins.Component]) -> list[plugins.Component]:
+    """Topological order by needs/produces and ``after``; ties broken by name."""
+    by_name = {c.name: c for c in comps}
+    producers: dict[str, str] = {}
+    for c in comps:
+        for art in c.impl.produces:
+            producers[art] = c.name
+    deps: dict[str, set[str]] = {c.name: set() for c in comps}
+    for c in comps:
+        for art in (*c.impl.needs, *getattr(c.impl, "optional_needs", ())):
+            if art in producers and producers[art] != c.name:
+                deps[c.name].add(producers[art])
+        for a in c.impl.after:
+            if a in by_name and a != c.name:
+                deps[c.name].add(a)
+    out: list[plugins.Component] = []
+    ready = sorted(n for n, d in deps.items() if not d)
+    remaining = {n: set(d) for n, d in deps.items()}
+    while ready:
+        n = ready.pop(0)
+        out.append(by_name[n])
+        remaining.pop(n)
+        for m, d in remaining.items():
+            if n in d:
+                d.discard(n)
+                if not d and m not in ready:
+                    ready.append(m)
+        ready.sort()
+    if remaining:
+        raise SpecError(f"stages form a dependency cycle: {', '.join(sorted(remaining))}")
+    return out
+
+
+def _state_path(run_dir: Path, stage: str) -> Path:
+    return run_dir / ".dhs" / "stages" / f"{stage}.json"
+
+
+def _read_state(run_dir: Path, stage: str) -> dict[str, Any] | None:
+    p = _state_path(run_dir, stage)
+    try:
+        return json.loads(p.read_text())
+    except (OSError, ValueError):
+        return None
+
+
+def input_hash(comp: plugins.Component, spec: BaseModel, upstream_tokens: dict[str, str]) -> str:
+    data = resolved_dict(spec)
+    sections = sorted({*comp.impl.sections, *comp.impl.inputs})
+    payload = {
+        "stage": comp.name,
+        "provider": f"{comp.distribution}=={comp.version}",
+        "seed": spec.run.seed,
+        "sections": {s: data.get(s) for s in sections},
+        "upstream": dict(sorted(upstream_tokens.items())),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _plan(spec: BaseModel, run_dir: Path, source: str) -> list[plugins.Component]:
+    comps = order_stages(enabled_stages(spec))
+    produced: set[str] = set()
+    for c in comps:
+        for art in c.impl.needs:
+            if art not in produced and not (run_dir / art).exists():
+                providers = [s.name for s in plugins.components("stage").values() if art in s.impl.produces]
+                hint = (
+                    f"; stage {providers[0]!r} produces it — add its section [{plugins.components('stage')[providers[0]].impl.trigger}]"
+                    if providers else ""
+                )
+                raise SpecError(f"{source}: stage {c.name!r} needs {art}, which no enabled stage produces{hint}")
+        produced.update(c.impl.produces)
+    return comps
+
+
+def _make_executor(spec: BaseModel, override: str | None) -> Any:
+    cfg = spec.executor
+    comp = plugins.get("executor", cfg.name, where="executor.name")
+    options = cfg.model_dump(exclude={"name"})
+    return comp.impl(comp.Config(**options))
+
+
+def _run_point(
+    point: SpecPoint,
+    run_dir: Path,
+    *,
+    spec_path: Path | None,
+    only: set[str],
+    force: bool,
+    progress: Progress,
+    log: Callable[[str], None],
+    command: Sequence[str] | None,
+) -> RunResult:
+    spec = point.spec
+    comps = _plan(spec, run_dir, str(spec_path or "<spec>"))
+    unknown = only - {c.name for c in plugins.components("stage").values()}
+    if unknown:
+        raise SpecError(
+            f"--stage {', '.join(sorted(unknown))}: no such stage; stages: {', '.join(sorted(plugins.components('stage')))}"
+        )
+    not_enabled = only - {c.name for c in comps}
+    if not_enabled:
+        raise SpecError(f"--stage {', '.join(sorted(not_enabled))}: not enabled by this spec (its section is absent)")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    run = Run(spec, run_dir, spec_path, point.assignments, list(command if command is not None else sys.argv))
+    info = provenance.write_start(run, [c.name for c in comps])
+    plugins.notify_run_started(run)
+    executor = _make_executor(spec, None)
+    result = RunResult(run_dir, assignments=point.assignments)
+    tokens: dict[str, str] = {}
+    producers = {a: c.name for c in comps for a in c.impl.produces}
+    try:
+        for comp in comps:
+            stage = comp.impl
+            upstream = {
+                producers[a]: tokens.get(producers[a], "")
+                for a in (*stage.needs, *stage.optional_needs)
+                if a in producers and producers[a] != comp.name
+            }
+            for a in stage.after:
+                if a in tokens:
+                    upstream[a] = tokens[a]
+            h = input_hash(comp, spec, upstream)
+            state = _read_state(run_dir, comp.name)
+            done = (
+                state is not None
+                and state.get("input_hash") == h
+                and all((run_dir / a).exists() for a in stage.produces)
+            )
+            selected = not only or comp.name in only
+            if not selected or (done and not force and comp.name not in only):
+                tokens[comp.name] = (state or {}).get("token", "")
+                result.stages[comp.name] = "skipped" if done else "not selected"
+                result.metrics.update({f"{comp.name}.{k}": v for k, v in ((state or {}).get("metrics") or {}).items()})
+                info["stages"][comp.name] = {**(state or {}).get("timing", {}), "status": result.stages[comp.name]}
+                log(f"stage {comp.name}: {'up to date, skipped' if done else 'not selected'}")
+                continue
+            log(f"stage {comp.name}: running")
+            started, t0 = provenance.now(), time.perf_counter()
+            info["stages"][comp.name] = {"started": started, "status": "running"}
+            io.write_json(run_dir / "run_info.json", info)
+            ctx = StageContext(run=run, stage_name=comp.name, executor=executor, progress=progress, log=log)
+            try:
+                metrics = dict(stage.run(ctx) or {})
+            except DhsError:
+                raise
+            except Exception as exc:
+                raise StageError(
+                    f"stage {comp.name!r} failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+                ) from exc
+            missing = [a for a in stage.produces if not (run_dir / a).exists()]
+            if missing:
+                raise StageError(f"stage {comp.name!r} finished without producing {', '.join(missing)}")
+            timing = {"started": started, "finished": provenance.now(), "seconds": round(time.perf_counter() - t0, 3)}
+            token = hashlib.sha256(f"{h}/{timing['finished']}".encode()).hexdigest()
+            io.write_json(
+                _state_path(run_dir, comp.name),
+                {"input_hash": h, "token": token, "timing": timing, "metrics": metrics},
+            )
+            tokens[comp.name] = token
+            info["stages"][comp.name] = {**timing, "status": "ran"}
+            result.stages[comp.name] = "ran"
+            result.metrics.update({f"{comp.name}.{k}": v for k, v in metrics.items()})
+            io.write_json(run_dir / "run_info.json", info)
+    except BaseException:
+        info["status"] = "failed"
+        info["finished"] = provenance.now()
+        io.write_json(run_dir / "run_info.json", info)
+        raise
+    info.update(provenance.torch_info())
+    info["status"] = "finished"
+    info["finished"] = provenance.now()
+    info["results"] = result.metrics
+    io.write_json(run_dir / "run_info.json", info)
+    plugins.notify_run_finished(run, result.metrics)
+    return result
+
+
+def _slug(assignments: dict[str, Any]) -> str:
+    parts = []
+    for k, v in assignments.items():
+        val = json.dumps(v, separators=(",", ":")) if not isinstance(v, str) else v
+        parts.append(f"{k.split('.')[-1]}={val}")
+    s = re.sub(r"[^A-Za-z0-9_.=,\-]+", "_", "_".join(parts)).strip("_")
+    return s[:80]
+
+
+def _write_comparison(out_dir: Path, results: list[RunResult]) -> None:
+    keys = list(dict.fromkeys(k for r in results for k in r.assignments))
+    metrics = sorted({m for r in results for m, v in r.metrics.items() if isinstance(v, (int, float))})
+    header = ["point", *keys, "run_dir", *metrics]
+    rows = []
+    for i, r in enumerate(results):
+        rows.append([i, *(json.dumps(r.assignments.get(k)) for k in keys), str(r.run_dir.relative_to(out_dir)),
+                     *(r.metrics.get(m, "") for m in metrics)])
+    buf = _io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([header, *rows])
+    io.write_text(out_dir / "comparison.csv", buf.getvalue())
+
+    def fmt(v: Any) -> str:
+        return f"{v:.4g}" if isinstance(v, float) else str(v)
+
+    md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
+    md += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
+    io.write_text(out_dir / "comparison.md", "# Sweep comparison\n\n" + "\n".join(md) + "\n")
+
+
+def run(
+    spec_path_or_model: str | Path | BaseModel | dict,
+    overrides: Iterable[str] = (),
+    *,
+    stages: Iterable[str] = (),
+    force: bool = False,
+    executor: str | None = None,
+    progress: Progress | None = None,
+    log: Callable[[str], None] | None = None,
+    command: Sequence[str] | None = None,
+) -> RunResult:
+    """Run a spec (path, dict or validated model) and return its headline metrics.
+
+    ``overrides`` are ``"a.b=value"`` strings; ``stages`` reruns only the named stages;
+    ``force`` reruns every enabled stage; ``executor`` replaces ``[executor]`` by name.
+    """
+    overrides = list(overrides)
+    if executor:
+        overrides.append(f"executor={{ name = {json.dumps(executor)} }}")
+    spec_path = Path(spec_path_or_model) if isinstance(spec_path_or_model, (str, Path)) else None
+    points = load_spec(spec_path_or_model, overrides)
+    source = str(spec_path or "<spec>")
+    # Pins and lock files first: nothing is written when they fail.
+    first = points[0].spec
+    check_requires(first.requires, source)
+    if first.run.lock:
+        lock = Path(first.run.lock)
+        if spec_path is not None and not lock.is_absolute():
+            lock = spec_path.parent / lock
+        check_lock(lock, source)
+    base = Path(first.run.out_dir or Path("runs") / first.run.name)
+    if len(points) > 1:
+        dirs = [base / f"{i:03d}_{_slug(p.assignments)}" for i, p in enumerate(points)]
+    else:
+        dirs = [base]
+    for p, d in zip(points, dirs):  # plan every point before running any
+        _plan(p.spec, d, source)
+    log = log or (lambda msg: None)
+    progress = progress or Progress()
+    results = []
+    for p, d in zip(points, dirs):
+        if len(points) > 1:
+            log(f"sweep point {d.name}: {p.assignments}")
+        results.append(
+            _run_point(p, d, spec_path=spec_path, only=set(stages), force=force,
+                       progress=progress, log=log, command=command)
+        )
+    if len(points) == 1:
+        return results[0]
+    _write_comparison(base, results)
+    return RunResult(base, stages={}, points=results)

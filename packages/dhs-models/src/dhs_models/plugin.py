@@ -1,0 +1,3 @@
+"""Hook implementations of dhs-models: this module only wires hooks."""
+
+from __future__ import annotations
