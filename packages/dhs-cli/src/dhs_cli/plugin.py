@@ -1,3 +1,1 @@
-"""Hook implementations of dhs-cli: this module only wires hooks."""
-
-from __future__ import annotations
+"""dhs-cli registers no components; its commands live in dhs_cli.main."""

@@ -132,6 +132,8 @@ def resolve_model(cls: type[BaseModel]) -> type[BaseModel]:
         info.metadata = [m for m in finfo.metadata if not isinstance(m, Slot)]
         info.annotation = new
         info.validate_default = True
+        if slot is not None and len(plugins.components(slot.kind)) > 1 and not slot.many:
+            info.discriminator = "name"
         changed[fname] = (new, info)
     if not changed:
         return cls
@@ -257,28 +259,35 @@ def _walk_data(data: Any, loc: tuple[Any, ...]) -> tuple[str, ...]:
     return tuple(out)
 
 
-def _kind_at(model: type[BaseModel], path: tuple[str, ...]) -> str | None:
+def _kind_at(path: tuple[str, ...], data: Mapping[str, Any]) -> str | None:
     """The component kind of the slot at ``path`` (for 'valid choices' messages)."""
-    if len(path) == 1:
-        for sec, (_, section) in _stage_sections().items():
-            if sec == path[0] and isinstance(section.type, Slot):
-                return section.type.kind
-        if path[0] == "executor":
-            return "executor"
-    for stage, section in _stage_sections().values():
-        tp = section.type
-        if isinstance(tp, type) and issubclass(tp, BaseModel) and path[0] in _stage_sections():
-            cur: Any = _stage_sections()[path[0]][1].type
-            for part in path[1:]:
-                if not (isinstance(cur, type) and issubclass(cur, BaseModel)) or part not in cur.model_fields:
+    if not path:
+        return None
+    secs = _stage_sections()
+    if path[0] == "executor":
+        tp: Any = Slot("executor")
+    elif path[0] in secs:
+        tp = secs[path[0]][1].type
+    else:
+        return None
+    cur: Any = data.get(path[0])
+    for part in path[1:]:
+        if isinstance(tp, Slot):
+            if tp.many:
+                if not part.isdigit() or not isinstance(cur, list) or int(part) >= len(cur):
                     return None
-                finfo = cur.model_fields[part]
-                slot = _slot_of(finfo)
-                if slot is not None and part == path[-1]:
-                    return slot.kind
-                cur = finfo.annotation
+                tp, cur = Slot(tp.kind), cur[int(part)]
+                continue
+            comp = plugins.components(tp.kind).get(cur.get("name")) if isinstance(cur, dict) else None
+            if comp is None:
+                return None
+            tp = comp.Config
+        if not (isinstance(tp, type) and issubclass(tp, BaseModel)) or part not in tp.model_fields:
             return None
-    return None
+        finfo = tp.model_fields[part]
+        tp = _slot_of(finfo) or finfo.annotation
+        cur = cur.get(part) if isinstance(cur, dict) else None
+    return tp.kind if isinstance(tp, Slot) else None
 
 
 def format_errors(exc: ValidationError, data: Mapping[str, Any], source: str, model: type[BaseModel]) -> str:
@@ -287,9 +296,10 @@ def format_errors(exc: ValidationError, data: Mapping[str, Any], source: str, mo
         path = _walk_data(data, err["loc"])
         dotted = ".".join(path) or "(top level)"
         etype = err["type"]
-        if etype in ("union_tag_invalid", "literal_error") and path and path[-1] in ("name",) or etype == "union_tag_invalid":
-            kind_path = path[:-1] if path and path[-1] == "name" else path
-            kind = _kind_at(model, tuple(p for p in kind_path if not p.isdigit())) or "component"
+        is_name = etype == "literal_error" and bool(path) and path[-1] == "name"
+        if etype == "union_tag_invalid" or is_name:
+            kind_path = path[:-1] if is_name else path
+            kind = _kind_at(kind_path, data) or "component"
             valid = sorted(plugins.components(kind)) if kind != "component" else []
             got = err.get("input") if etype == "literal_error" else (err.get("ctx") or {}).get("tag")
             lines.append(
@@ -297,7 +307,7 @@ def format_errors(exc: ValidationError, data: Mapping[str, Any], source: str, mo
                 f"{', '.join(valid) or '(none installed)'}"
             )
         elif etype == "union_tag_not_found":
-            kind = _kind_at(model, tuple(p for p in path if not p.isdigit())) or "component"
+            kind = _kind_at(path, data) or "component"
             valid = sorted(plugins.components(kind)) if kind != "component" else []
             lines.append(f"{source}: {dotted}: missing 'name' selecting a {kind}; valid choices: {', '.join(valid)}")
         elif etype == "extra_forbidden":

@@ -1,0 +1,3 @@
+from dhs_cli.main import entry
+
+entry()

@@ -1,0 +1,191 @@
+"""The ``dhs`` command. It composes plugins; no science lives here.
+
+Exit codes (DESIGN.md §8): 0 success, 1 runtime failure, 2 bad usage / invalid spec / unmet pin.
+User errors print one paragraph and no traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+from pathlib import Path
+from typing import List, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from dhs_core import plugins
+from dhs_core.errors import DhsError, UserError
+
+app = typer.Typer(
+    name="dhs",
+    help="Dark Halo Scope: train strong-lens finders and measure their selection function.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+err = Console(stderr=True)
+out = Console()
+
+
+@app.command("run")
+def run_cmd(
+    spec: Path = typer.Argument(..., help="Run spec (TOML)."),
+    set_: List[str] = typer.Option([], "--set", help="Override a spec value: a.b=value (repeatable)."),
+    stage: List[str] = typer.Option([], "--stage", help="Rerun only this stage (repeatable)."),
+    force: bool = typer.Option(False, "--force", help="Rerun every stage even if its outputs are current."),
+    executor: Optional[str] = typer.Option(None, "--executor", help="Executor by name (replaces [executor])."),
+) -> None:
+    """Run the pipeline a spec describes; finished stages with unchanged inputs are skipped."""
+    from dhs_core.runner import run
+
+    from dhs_cli.progress import RichProgress
+
+    with RichProgress(err) as progress:
+        result = run(
+            spec, set_, stages=stage, force=force, executor=executor, progress=progress,
+            log=lambda msg: progress.bar.console.print(f"[dim]dhs:[/] {msg}"),
+            command=["dhs", *sys.argv[1:]],
+        )
+    points = result.points or [result]
+    for r in points:
+        table = Table(title=f"{r.run_dir}", show_header=True)
+        table.add_column("stage")
+        table.add_column("status")
+        for name, status in r.stages.items():
+            table.add_row(name, status)
+        out.print(table)
+        for k, v in r.metrics.items():
+            out.print(f"  {k} = {v:.6g}" if isinstance(v, float) else f"  {k} = {v}")
+    if result.points:
+        out.print(f"comparison: {result.run_dir / 'comparison.md'}")
+
+
+@app.command("validate")
+def validate_cmd(
+    spec: Path = typer.Argument(..., help="Run spec (TOML)."),
+    set_: List[str] = typer.Option([], "--set", help="Override a spec value: a.b=value."),
+) -> None:
+    """Check a spec (schema, pins, lock file, stage plan) without running anything."""
+    from dhs_core.requirements import check_lock, check_requires
+    from dhs_core.runner import _plan
+    from dhs_core.spec import enabled_stages, load_spec
+
+    points = load_spec(spec, set_)
+    first = points[0].spec
+    check_requires(first.requires, str(spec))
+    if first.run.lock:
+        lock = Path(first.run.lock)
+        check_lock(lock if lock.is_absolute() else spec.parent / lock, str(spec))
+    for p in points:
+        _plan(p.spec, Path(p.spec.run.out_dir or Path("runs") / p.spec.run.name), str(spec))
+    stages = [c.name for c in enabled_stages(first)]
+    out.print(f"{spec}: valid ({len(points)} run{'s' if len(points) > 1 else ''}; stages: {', '.join(stages) or 'none'})")
+
+
+@app.command("schema")
+def schema_cmd(
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to a file instead of stdout."),
+) -> None:
+    """Print the JSON Schema of run specs, including every installed plugin."""
+    from dhs_core.spec import json_schema
+
+    text = json.dumps(json_schema(), indent=2)
+    if output:
+        from dhs_core.io import write_text
+
+        write_text(output, text + "\n")
+    else:
+        print(text)
+
+
+@app.command("plugins")
+def plugins_cmd(
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable list of components."),
+    requirements: bool = typer.Option(False, "--requirements", help="Print name==version of plugin distributions."),
+) -> None:
+    """List installed plugins and the components they register."""
+    from dhs_core.provenance import requirements_lines
+
+    if requirements:
+        print("\n".join(requirements_lines()))
+        return
+    comps = plugins.all_components()
+    if as_json:
+        print(json.dumps(
+            [{"kind": c.kind, "name": c.name, "distribution": c.distribution, "version": c.version,
+              "summary": c.summary} for c in comps],
+            indent=2,
+        ))
+        return
+    table = Table(title="dhs components")
+    for col in ("kind", "name", "distribution", "version", "summary"):
+        table.add_column(col)
+    for c in comps:
+        table.add_row(c.kind, c.name, c.distribution, c.version, c.summary)
+    out.print(table)
+
+
+@app.command("lock")
+def lock_cmd(
+    spec: Path = typer.Argument(..., help="Run spec (TOML) to lock."),
+    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Lock file (default: <spec>.lock.json)."),
+) -> None:
+    """Write the exact versions of dhs-* and key dependencies, for a paper to pin.
+
+    Reference the lock from the spec with ``[run] lock = "<file>"``; ``dhs run`` then refuses
+    to run when an installed version differs.
+    """
+    from dhs_core.requirements import write_lock
+    from dhs_core.spec import load_spec
+
+    load_spec(spec)  # a lock of an invalid spec is useless
+    target = output or spec.with_name(spec.stem + ".lock.json")
+    lock = write_lock(target)
+    out.print(f"wrote {target} ({len(lock['packages'])} packages)")
+
+
+def _add_plugin_commands() -> None:
+    try:
+        plugins.register_commands(app)
+    except DhsError as exc:
+        err.print(f"[red]error:[/] {exc}")
+        sys.exit(exc.exit_code)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: run the CLI and map errors to exit codes."""
+    _add_plugin_commands()
+    try:
+        app(args=argv, standalone_mode=False)
+    except UserError as exc:
+        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except DhsError as exc:
+        err.print(f"[red]failed:[/] {exc}", highlight=False, soft_wrap=True)
+        return exc.exit_code
+    except typer.Exit as exc:
+        return exc.exit_code
+    except typer.Abort:
+        err.print("aborted")
+        return 1
+    except Exception as exc:
+        # Usage errors of the (vendored) click that typer runs on: print usage, exit 2.
+        if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):
+            exc.show()
+            return exc.exit_code or 2
+        if os.environ.get("DHS_DEBUG"):
+            raise
+        err.print(f"[red]failed:[/] {type(exc).__name__}: {exc} (set DHS_DEBUG=1 for a traceback)")
+        return 1
+    return 0
+
+
+def entry() -> None:
+    sys.exit(main())
+
+
+if __name__ == "__main__":  # pragma: no cover
+    entry()

@@ -1,0 +1,112 @@
+"""Fixtures other packages reuse in their tests: a tiny two-stage pipeline plugin and helpers.
+
+``FixturePlugin`` registers a ``counter`` data stage and a ``square`` stage; they write small
+JSON artifacts and count how often they ran, so tests can check ordering, hashing and resume
+without heavy dependencies.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from typing import Annotated, Any, Iterator
+
+from pydantic import Field
+
+from dhs_core import io, plugins
+from dhs_core.components import ComponentConfig
+from dhs_core.hookspecs import hookimpl
+from dhs_core.spec import Slot
+from dhs_core.stages import Section, Stage, StageContext
+
+
+class CountSource(ComponentConfig):
+    # how many numbers the source stage writes
+    n: int = Field(3, ge=1)
+
+
+class OffsetSource(ComponentConfig):
+    # first number written
+    start: int = 10
+    # how many numbers
+    n: int = Field(2, ge=1)
+
+
+class SquareOptions(ComponentConfig):
+    # multiplier applied after squaring
+    scale: float = 1.0
+    # a nested component slot: which "source" shapes the output (exercises nested slots)
+    weighting: Annotated[Any, Slot("loss")] = {"name": "fx_plain"}
+
+
+class PlainWeight(ComponentConfig):
+    """No weighting."""
+
+
+class ScaledWeight(ComponentConfig):
+    # factor applied to every value
+    factor: float = 2.0
+
+
+class NumbersStage(Stage):
+    name = "numbers"
+    sections = {"numbers": Section(Slot("data_source"), description="fixture numbers source")}
+    trigger = "numbers"
+    produces = ("numbers/values.json",)
+    calls: list[str] = []
+    fail_after: bool = False
+
+    def run(self, ctx: StageContext) -> dict[str, float]:
+        cfg = ctx.spec.numbers
+        start = getattr(cfg, "start", 1)
+        values = list(range(start, start + cfg.n))
+        io.write_json(ctx.path("numbers/values.json"), values)
+        NumbersStage.calls.append("numbers")
+        return {"count": float(len(values))}
+
+
+class SquareStage(Stage):
+    name = "square"
+    sections = {"square": Section(SquareOptions)}
+    trigger = "square"
+    needs = ("numbers/values.json",)
+    produces = ("square/values.json",)
+    crash: bool = False
+
+    def run(self, ctx: StageContext) -> dict[str, float]:
+        if SquareStage.crash:
+            raise RuntimeError("simulated crash in square")
+        values = json.loads(ctx.path("numbers/values.json").read_text())
+        w = ctx.spec.square.weighting
+        factor = getattr(w, "factor", 1.0)
+        out = [v * v * ctx.spec.square.scale * factor for v in values]
+        io.write_json(ctx.path("square/values.json"), out)
+        NumbersStage.calls.append("square")
+        return {"total": float(sum(out))}
+
+
+class FixturePlugin:
+    @hookimpl
+    def register_data_sources(self, register):
+        register("fx_count", object(), config=CountSource, summary="count from 1")
+        register("fx_offset", object(), config=OffsetSource, summary="count from start")
+
+    @hookimpl
+    def register_losses(self, register):
+        register("fx_plain", object(), config=PlainWeight)
+        register("fx_scaled", object(), config=ScaledWeight)
+
+    @hookimpl
+    def register_stages(self, register):
+        register("numbers", NumbersStage())
+        register("square", SquareStage())
+
+
+@contextlib.contextmanager
+def registered(plugin: Any, name: str, distribution: str | None = None, version: str = "0") -> Iterator[Any]:
+    """Register ``plugin`` for the duration of a ``with`` block (always unregistered)."""
+    plugins.register_plugin(plugin, name=name, distribution=distribution, version=version)
+    try:
+        yield plugin
+    finally:
+        plugins.unregister_plugin(name)
