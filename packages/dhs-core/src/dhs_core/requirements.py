@@ -8,8 +8,7 @@ from __future__ import annotations
 import importlib.metadata as md
 import json
 import platform
-import sys
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Mapping
 
@@ -58,7 +57,7 @@ def versions() -> dict[str, str]:
 def write_lock(path: str | Path) -> dict:
     lock = {
         "format": 1,
-        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "created": datetime.now(UTC).isoformat(timespec="seconds"),
         "python": platform.python_version(),
         "packages": versions(),
     }
@@ -76,14 +75,12 @@ def check_lock(path: str | Path, source: str = "spec") -> None:
     except (ValueError, KeyError, TypeError):
         raise SpecError(f"{p}: not a dhs lock file (expected JSON with a 'packages' table)") from None
     mismatches = []
+    current = versions()
     for dist, ver in pinned.items():
-        have = installed_version(dist)
+        have = current.get(dist) or installed_version(dist)
         if have != ver:
             mismatches.append(f"{dist}=={ver} (installed: {have or 'not installed'})")
     if mismatches:
         raise RequirementError(
             f"{source}: installed packages do not match lock file {p}: " + ", ".join(mismatches)
         )
-    if sys.version_info[:2] != tuple(int(x) for x in str(lock.get("python", "0.0")).split(".")[:2]):
-        # Python's minor version changes numerics rarely; it is recorded, not enforced.
-        pass

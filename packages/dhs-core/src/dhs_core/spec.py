@@ -61,7 +61,7 @@ def _check_specifiers(value: dict[str, str]) -> dict[str, str]:
         try:
             SpecifierSet(spec)
         except InvalidSpecifier:
-            raise ValueError(f"{dist} = {spec!r} is not a PEP 440 version specifier (e.g. '>=0.1,<0.2')")
+            raise ValueError(f"{dist} = {spec!r} is not a PEP 440 version specifier (e.g. '>=0.1,<0.2')") from None
     return value
 
 

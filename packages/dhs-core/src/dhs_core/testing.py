@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 from typing import Annotated, Any, Iterator
 
 from pydantic import Field
@@ -74,6 +75,8 @@ class SquareStage(Stage):
     crash: bool = False
 
     def run(self, ctx: StageContext) -> dict[str, float]:
+        if os.environ.get("DHS_FIXTURE_KILL") == "square":
+            os._exit(137)  # as if the process were killed: no cleanup, no exception handling
         if SquareStage.crash:
             raise RuntimeError("simulated crash in square")
         values = json.loads(ctx.path("numbers/values.json").read_text())

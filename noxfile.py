@@ -1,0 +1,114 @@
+"""Test sessions of the dhs monorepo.
+
+One isolated environment per package (``tests(package=...)``) installs only that package, the
+dhs-* packages it declares, and test tools — so an undeclared dependency fails its tests.
+Environments are made by uv, which links torch from its cache instead of copying ~6 GB into
+each one.
+"""
+
+from __future__ import annotations
+
+import tomllib
+from pathlib import Path
+
+import nox
+
+ROOT = Path(__file__).parent
+PACKAGES = sorted(p.parent.name for p in (ROOT / "packages").glob("*/pyproject.toml"))
+CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
+TEST_TOOLS = ("pytest>=8", "pytest-xdist>=3")
+
+nox.options.default_venv_backend = "uv"
+nox.options.sessions = ["lint", "tests", "example_plugin"]
+nox.options.reuse_existing_virtualenvs = True
+
+
+def _project(package: str) -> dict:
+    return tomllib.loads((ROOT / "packages" / package / "pyproject.toml").read_text())["project"]
+
+
+def _local_closure(package: str) -> list[str]:
+    """The package and every dhs-* package it depends on, transitively."""
+    seen: list[str] = []
+
+    def visit(name: str) -> None:
+        if name in seen:
+            return
+        seen.append(name)
+        for dep in _project(name).get("dependencies", []):
+            dist = dep.split(";")[0].split("[")[0]
+            for sep in "<>=!~ ":
+                dist = dist.split(sep)[0]
+            if dist in PACKAGES:
+                visit(dist)
+
+    visit(package)
+    return seen
+
+
+def _install(session: nox.Session, packages: list[str], extras_for: set[str]) -> None:
+    args = []
+    for name in packages:
+        has_test = "test" in _project(name).get("optional-dependencies", {})
+        suffix = "[test]" if name in extras_for and has_test else ""
+        args.append(f"{ROOT / 'packages' / name}{suffix}")
+    session.install(*CONSTRAINTS, *TEST_TOOLS, *args)
+
+
+def _pytest(session: nox.Session, *paths: str) -> None:
+    code = session.run(
+        "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", *paths, *session.posargs,
+        success_codes=[0, 5], env={"DHS_LOAD_PLUGINS": "builtin", "MPLBACKEND": "Agg"},
+    )
+    # pytest exits 5 when it collected nothing: a package without tests is a failure here,
+    # not a pass.
+    if code == 5:
+        session.error(f"no tests were collected in {', '.join(paths)}")
+
+
+@nox.session(python="3.11")
+@nox.parametrize("package", PACKAGES, ids=PACKAGES)
+def tests(session: nox.Session, package: str) -> None:
+    """Test one package alone, with only its declared dependencies."""
+    _install(session, _local_closure(package), {package})
+    _pytest(session, f"packages/{package}/tests")
+
+
+@nox.session(python="3.11")
+def tests_all(session: nox.Session) -> None:
+    """Every package installed together; every test suite."""
+    _install(session, PACKAGES, set(PACKAGES))
+    _pytest(session, *(f"packages/{p}/tests" for p in PACKAGES))
+
+
+@nox.session(python="3.11")
+def example_plugin(session: nox.Session) -> None:
+    """Install the third-party example plugin beside the built-ins and use it from a spec."""
+    _install(session, PACKAGES, {"dhs-core"})
+    session.install(*CONSTRAINTS, str(ROOT / "examples" / "dhs-plugin-example[test]"))
+    env = {"DHS_LOAD_PLUGINS": "builtin,dhs-plugin-example", "MPLBACKEND": "Agg"}
+    session.run("dhs", "plugins", env=env)
+    session.run("dhs", "plugins", "--requirements", env=env)
+    spec = "examples/dhs-plugin-example/examples/example.toml"
+    session.run("dhs", "validate", spec, env=env)
+    tmp = session.create_tmp()
+    session.run("dhs", "run", spec, "--set", f"run.out_dir={tmp}/example-run", "--force", env=env)
+    session.run("python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "examples/dhs-plugin-example/tests", env=env)
+
+
+@nox.session(python="3.11")
+def lint(session: nox.Session) -> None:
+    """ruff over every package, the examples and the benchmarks."""
+    session.install("ruff>=0.6")
+    session.run("ruff", "check", "packages", "examples", "benchmarks", "noxfile.py")
+
+
+@nox.session(python="3.11")
+def bench(session: nox.Session) -> None:
+    """Run every benchmark in benchmarks/ (``nox -s bench -- --quick`` for the short versions)."""
+    _install(session, PACKAGES, set(PACKAGES))
+    scripts = sorted((ROOT / "benchmarks").glob("bench_*.py"))
+    if not scripts:
+        session.log("benchmarks/ holds no bench_*.py yet")
+    for script in scripts:
+        session.run("python", str(script), *session.posargs, env={"MPLBACKEND": "Agg"})
