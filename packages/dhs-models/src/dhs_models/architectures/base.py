@@ -1,0 +1,138 @@
+"""What every architecture shares: a backbone producing a feature vector, an optional metadata
+branch, and a head producing one logit.
+
+Splitting backbone and head is what lets the trainer freeze a pretrained backbone for the first
+epochs (head-only training) and what lets metadata fusion work the same way for every network:
+the metadata vector (e.g. psfsize_r, psfdepth_r, ebv from the manifest) goes through a small MLP
+whose output is concatenated to the image features before the head.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from dhs_core import ComponentConfig
+from dhs_core.errors import UserError
+from pydantic import Field
+from torch import nn
+
+
+class MetadataFusionConfig(ComponentConfig):
+    """A small MLP over per-cutout metadata, concatenated to the image features before the head."""
+
+    # manifest columns fed to the MLP, in this order (e.g. ["psfsize_r", "psfdepth_r", "ebv"])
+    columns: tuple[str, ...] = Field(min_length=1)
+    # width of the MLP's hidden and output layers
+    hidden: int = Field(default=32, ge=1)
+
+
+class ArchitectureConfig(ComponentConfig):
+    """Options every architecture accepts."""
+
+    # optional metadata fusion branch; None = image only
+    metadata: MetadataFusionConfig | None = None
+
+
+def _metadata_mlp(n_in: int, hidden: int) -> nn.Module:
+    # Metadata columns live on wildly different scales (psfdepth ~1e2-1e4, ebv ~1e-2); a
+    # BatchNorm on the raw vector standardises each column with running statistics, so no
+    # hand-tuned normalisation has to travel with the checkpoint.
+    return nn.Sequential(
+        nn.BatchNorm1d(n_in),
+        nn.Linear(n_in, hidden),
+        nn.ReLU(inplace=True),
+        nn.Linear(hidden, hidden),
+        nn.ReLU(inplace=True),
+    )
+
+
+class LensClassifier(nn.Module):
+    """backbone(image) -> features; [features, mlp(meta)] -> head -> one logit per cutout."""
+
+    def __init__(
+        self,
+        backbone: nn.Module,
+        feature_dim: int,
+        *,
+        head_dropout: float = 0.0,
+        metadata: MetadataFusionConfig | None = None,
+    ) -> None:
+        super().__init__()
+        self.backbone = backbone
+        self.feature_dim = feature_dim
+        self.metadata_columns: tuple[str, ...] = tuple(metadata.columns) if metadata else ()
+        self.metadata_mlp = _metadata_mlp(len(metadata.columns), metadata.hidden) if metadata else None
+        n_head = feature_dim + (metadata.hidden if metadata else 0)
+        linear = nn.Linear(n_head, 1)
+        self.head = nn.Sequential(nn.Dropout(head_dropout), linear) if head_dropout > 0 else linear
+
+    def forward(self, image: torch.Tensor, meta: torch.Tensor | None = None) -> torch.Tensor:
+        features = self.backbone(image)
+        if self.metadata_mlp is not None:
+            if meta is None:
+                raise ValueError(
+                    f"this model fuses metadata columns {list(self.metadata_columns)}; call model(image, meta) "
+                    "with meta of shape (N, n_columns)"
+                )
+            features = torch.cat([features, self.metadata_mlp(meta.to(features.dtype))], dim=1)
+        return self.head(features)
+
+    def head_parameters(self) -> list[nn.Parameter]:
+        """Parameters trained while the backbone is frozen (head and metadata branch)."""
+        params = list(self.head.parameters())
+        if self.metadata_mlp is not None:
+            params += list(self.metadata_mlp.parameters())
+        return params
+
+
+def count_parameters(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def check_pretrained(pretrained: Any, arch: str) -> Path | None:
+    """Resolve the ``pretrained`` option to a local file, or explain why it cannot be used.
+
+    ImageNet weights cannot be fetched at run time (no network on compute nodes, and a run must
+    be reproducible from its inputs), so the user downloads the file once and points to it.
+    """
+    if pretrained in (None, False, ""):
+        return None
+    if pretrained is True or str(pretrained).lower() in ("imagenet", "true", "default"):
+        raise UserError(
+            f"model.pretrained = {pretrained!r} for {arch!r}: ImageNet weights are never downloaded at run "
+            "time; download the torchvision weights file once and set model.pretrained to its local path "
+            "(e.g. pretrained = \"weights/efficientnet_v2_s-dd5fe13b.pth\")"
+        )
+    path = Path(str(pretrained)).expanduser()
+    if not path.is_file():
+        raise UserError(f"model.pretrained = {str(pretrained)!r} for {arch!r}: no such weights file")
+    return path
+
+
+def load_state_dict_file(path: Path, arch: str) -> dict[str, torch.Tensor]:
+    """Read a weights file safely (tensors only; pickled code is refused)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises UnpicklingError (and others) for unsafe content
+        raise UserError(
+            f"model.pretrained = {str(path)!r} for {arch!r}: not a plain weights file loadable with "
+            f"weights_only=True ({type(exc).__name__}); files containing pickled code are refused"
+        ) from None
+    if isinstance(state, dict) and isinstance(state.get("state_dict"), dict):
+        state = state["state_dict"]
+    if not isinstance(state, dict) or not all(isinstance(v, torch.Tensor) for v in state.values()):
+        raise UserError(f"model.pretrained = {str(path)!r} for {arch!r}: expected a state_dict of tensors")
+    return state
+
+
+def load_into(module: nn.Module, state: dict[str, torch.Tensor], path: Path, arch: str) -> None:
+    """Load ``state`` strictly, turning a mismatch into a message that names the file and model."""
+    try:
+        module.load_state_dict(state, strict=True)
+    except RuntimeError as exc:
+        first = str(exc).splitlines()[0:3]
+        raise UserError(
+            f"model.pretrained = {str(path)!r}: its weights do not fit {arch!r} ({' '.join(first)})"
+        ) from None

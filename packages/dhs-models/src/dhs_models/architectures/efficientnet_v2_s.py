@@ -1,0 +1,41 @@
+"""EfficientNetV2-S (Tan & Le 2021, torchvision) with head Dropout(0.2) -> Linear(1280, 1).
+
+With that head the network has exactly 20,178,769 parameters, the count of the published runs.
+"""
+
+from __future__ import annotations
+
+from pydantic import Field
+from torch import nn
+from torchvision.models import efficientnet_v2_s
+
+from dhs_models.architectures.base import (
+    ArchitectureConfig,
+    LensClassifier,
+    check_pretrained,
+    load_into,
+    load_state_dict_file,
+)
+
+
+class EfficientNetV2SConfig(ArchitectureConfig):
+    """torchvision EfficientNetV2-S."""
+
+    # local torchvision ImageNet weights file (efficientnet_v2_s-dd5fe13b.pth); ImageNet weights
+    # are never downloaded at run time
+    pretrained: str | bool | None = None
+    # dropout before the final Linear(1280, 1), as in torchvision's classifier
+    head_dropout: float = Field(default=0.2, ge=0.0, lt=1.0)
+    # stochastic depth probability of the MBConv blocks (torchvision default)
+    stochastic_depth: float = Field(default=0.2, ge=0.0, lt=1.0)
+
+
+def build_efficientnet_v2_s(config: EfficientNetV2SConfig) -> LensClassifier:
+    """torchvision EfficientNetV2-S, 3 channels in, one logit out."""
+    net = efficientnet_v2_s(weights=None, stochastic_depth_prob=config.stochastic_depth)
+    path = check_pretrained(config.pretrained, "efficientnet_v2_s")
+    if path is not None:
+        load_into(net, load_state_dict_file(path, "efficientnet_v2_s"), path, "efficientnet_v2_s")
+    feature_dim = net.classifier[-1].in_features  # 1280
+    net.classifier = nn.Identity()
+    return LensClassifier(net, feature_dim, head_dropout=config.head_dropout, metadata=config.metadata)

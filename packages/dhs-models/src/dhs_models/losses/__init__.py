@@ -1,0 +1,1 @@
+"""Classification losses and per-sample loss weightings."""

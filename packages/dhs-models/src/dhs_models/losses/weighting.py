@@ -1,0 +1,67 @@
+"""Per-sample loss weights shared by every loss: none, manifest ``sample_weight``, or lens tier.
+
+A weighted loss is the per-sample weighted *mean* ``sum(w_i l_i) / sum(w_i)``: changing every
+weight by the same factor leaves the loss (and so the effective learning rate) unchanged, and a
+batch of only down-weighted Tier-B lenses still contributes a loss on the usual scale.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Literal
+
+import torch
+from dhs_core import ComponentConfig
+from pydantic import Field, model_validator
+
+
+class WeightedLossConfig(ComponentConfig):
+    """Weighting options every loss accepts."""
+
+    # none: plain mean; sample_weight: the manifest's sample_weight column; tier: tier_weights[tier]
+    weighting: Literal["none", "sample_weight", "tier"] = "none"
+    # weight per lens tier (used with weighting = "tier"), e.g. {A = 1.0, B = 0.5}
+    tier_weights: dict[str, float] = Field(default_factory=lambda: {"A": 1.0, "B": 0.5})
+    # weight of samples without a tier (non-lenses, tier null) under weighting = "tier"
+    untiered_weight: float = Field(default=1.0, ge=0.0)
+
+    @model_validator(mode="after")
+    def _check_tiers(self) -> WeightedLossConfig:
+        bad = {k: v for k, v in self.tier_weights.items() if v < 0}
+        if bad:
+            raise ValueError(f"tier_weights must be >= 0; got {bad}")
+        return self
+
+
+def sample_weights(
+    config: WeightedLossConfig,
+    n: int,
+    *,
+    sample_weight: torch.Tensor | None = None,
+    tier: Sequence[str | None] | None = None,
+    device: torch.device | None = None,
+) -> torch.Tensor | None:
+    """Per-sample weights (N,) for ``config.weighting``, or None for an unweighted mean."""
+    if config.weighting == "none":
+        return None
+    if config.weighting == "sample_weight":
+        if sample_weight is None:
+            raise ValueError("loss weighting 'sample_weight' needs the batch's sample_weight values")
+        return sample_weight.reshape(n).float()
+    if tier is None:
+        raise ValueError("loss weighting 'tier' needs the batch's tier values")
+    unknown = sorted({t for t in tier if t not in (None, "") and t not in config.tier_weights})
+    if unknown:
+        raise ValueError(
+            f"loss weighting 'tier': tiers {unknown} have no entry in tier_weights {config.tier_weights}"
+        )
+    values = [config.untiered_weight if t in (None, "") else config.tier_weights[t] for t in tier]
+    return torch.tensor(values, dtype=torch.float32, device=device)
+
+
+def weighted_mean(per_sample: torch.Tensor, weights: torch.Tensor | None) -> torch.Tensor:
+    if weights is None:
+        return per_sample.mean()
+    weights = weights.to(per_sample.dtype)
+    # clamp: a batch whose weights are all zero contributes zero, not NaN
+    return (per_sample * weights).sum() / weights.sum().clamp_min(torch.finfo(per_sample.dtype).tiny)
