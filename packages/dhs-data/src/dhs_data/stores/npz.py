@@ -1,0 +1,59 @@
+"""``npz`` store: one compressed-or-not ``.npz`` file per cutout (the layout earlier pipelines wrote).
+
+A file holds the cutout under the key ``cutout`` (or as its only array), shape ``(3, H, W)``.
+Files written as ``(H, W, 3)`` (channel-last, as some pipelines saved them) are transposed.
+"""
+
+from __future__ import annotations
+
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from dhs_data.stores.base import CutoutError, check_cutout, cutout_path
+
+
+def write_npz(root: str | Path, key: str, cutout: np.ndarray, *, compress: bool = False) -> Path:
+    """Write one cutout to ``root/key`` (parents created); the array is saved as ``cutout``."""
+    path = cutout_path(root, key)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    arr = np.asarray(cutout, dtype=np.float32)
+    with open(path, "wb") as fh:
+        (np.savez_compressed if compress else np.savez)(fh, cutout=arr)
+    return path
+
+
+class NpzStore:
+    """Reader of an ``npz`` store rooted at ``root``."""
+
+    format = "npz"
+
+    def __init__(self, root: str | Path, stamp: int | None = None) -> None:
+        self.root = Path(root)
+        self.stamp = stamp
+
+    def path(self, key: str) -> Path:
+        return cutout_path(self.root, key)
+
+    def get(self, key: str) -> np.ndarray:
+        path = self.path(key)
+        if not path.is_file():
+            raise CutoutError(key, "missing", f"no file {path}")
+        try:
+            # open the file ourselves: np.load leaks the handle when the zip is corrupt
+            with open(path, "rb") as fh, np.load(fh, allow_pickle=False) as npz:
+                names = list(npz.files)
+                name = "cutout" if "cutout" in names else names[0] if len(names) == 1 else None
+                if name is None:
+                    raise CutoutError(key, "unreadable", f"arrays {names}; expected one named 'cutout'")
+                arr = npz[name]
+        except CutoutError:
+            raise
+        except (zipfile.BadZipFile, EOFError) as exc:
+            raise CutoutError(key, "truncated", f"{type(exc).__name__}: {exc}") from exc
+        except Exception as exc:  # zlib.error, ValueError (pickled object arrays), OSError...
+            raise CutoutError(key, "unreadable", f"{type(exc).__name__}: {exc}") from exc
+        if arr.ndim == 3 and arr.shape[-1] == 3 and arr.shape[0] != 3:
+            arr = np.moveaxis(arr, -1, 0)
+        return check_cutout(key, arr, self.stamp)

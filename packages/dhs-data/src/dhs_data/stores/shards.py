@@ -1,0 +1,183 @@
+"""``shards`` store: cutouts packed into memory-mapped ``.npy`` shards plus an index.
+
+Layout under the store root::
+
+    shard_00000.npy   float32 (n_0, 3, H, W)   plain .npy, so np.load(..., mmap_mode="r") works
+    shard_00001.npy   ...
+    index.parquet     key (manifest cutout_path), shard, row, crc32 (of the cutout's bytes)
+
+Why ``.npy`` shards rather than Arrow: a cutout is one contiguous 3·H·W·4-byte block at a
+computable offset, so a read is a page-cache copy with no per-file open, zip parsing or
+decompression; ``benchmarks/bench_loader.py`` measures it against per-file npz. Readers map
+at most :attr:`ShardStore.max_open` shards at a time (least recently used are unmapped), so
+resident memory stays bounded however large the store is — nothing is loaded up front.
+"""
+
+from __future__ import annotations
+
+import zlib
+from collections import OrderedDict
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+from dhs_core import io
+
+from dhs_data.stores.base import CutoutError, check_cutout
+
+INDEX = "index.parquet"
+
+
+def shard_name(i: int) -> str:
+    return f"shard_{i:05d}.npy"
+
+
+class ShardWriter:
+    """Stream cutouts into shards of ``shard_size``; call :meth:`close` (or use ``with``).
+
+    Each shard is filled through a writable memory map, so writing never holds more than the
+    cutout being added in memory.
+    """
+
+    def __init__(self, root: str | Path, stamp: int, *, shard_size: int = 1024) -> None:
+        if shard_size < 1:
+            raise ValueError("shard_size must be >= 1")
+        self.root = Path(root)
+        self.root.mkdir(parents=True, exist_ok=True)
+        self.stamp, self.shard_size = int(stamp), int(shard_size)
+        self._keys: list[str] = []
+        self._shard: list[int] = []
+        self._row: list[int] = []
+        self._crc: list[int] = []
+        self._seen: set[str] = set()
+        self._current: np.memmap | None = None
+        self._n_in_current = 0
+        self._n_shards = 0
+
+    def _open_shard(self) -> None:
+        path = self.root / (shard_name(self._n_shards) + ".partial")
+        shape = (self.shard_size, 3, self.stamp, self.stamp)
+        self._current = np.lib.format.open_memmap(path, mode="w+", dtype=np.float32, shape=shape)
+        self._n_in_current = 0
+
+    def _finish_shard(self) -> None:
+        if self._current is None:
+            return
+        partial = Path(self._current.filename)
+        final = self.root / shard_name(self._n_shards)
+        n = self._n_in_current
+        self._current.flush()
+        if n == self.shard_size:
+            del self._current
+            partial.replace(final)
+        else:  # the last shard: copy the filled rows into an exactly-sized file
+            out = np.lib.format.open_memmap(final, mode="w+", dtype=np.float32, shape=(n, 3, self.stamp, self.stamp))
+            for start in range(0, n, 256):
+                out[start : start + 256] = self._current[start : min(n, start + 256)]
+            out.flush()
+            del out, self._current
+            partial.unlink()
+        self._current = None
+        self._n_shards += 1
+
+    def add(self, key: str, cutout: np.ndarray) -> None:
+        if key in self._seen:
+            raise ValueError(f"key {key!r} added twice")
+        arr = check_cutout(key, np.asarray(cutout), self.stamp)
+        if self._current is None:
+            self._open_shard()
+        assert self._current is not None
+        self._current[self._n_in_current] = arr
+        self._keys.append(key)
+        self._shard.append(self._n_shards)
+        self._row.append(self._n_in_current)
+        self._crc.append(zlib.crc32(np.ascontiguousarray(arr).tobytes()))
+        self._seen.add(key)
+        self._n_in_current += 1
+        if self._n_in_current == self.shard_size:
+            self._finish_shard()
+
+    def close(self) -> int:
+        """Finish the last shard and write the index; returns the number of cutouts."""
+        self._finish_shard()
+        index = pa.table(
+            {
+                "key": pa.array(self._keys, pa.string()),
+                "shard": pa.array(self._shard, pa.int32()),
+                "row": pa.array(self._row, pa.int32()),
+                "crc32": pa.array(self._crc, pa.uint32()),
+            }
+        )
+        with io.atomic_path(self.root / INDEX) as tmp:
+            pq.write_table(index, tmp)
+        return len(self._keys)
+
+    def __enter__(self) -> ShardWriter:
+        return self
+
+    def __exit__(self, exc_type: object, *rest: object) -> None:
+        if exc_type is None:
+            self.close()
+
+
+class ShardStore:
+    """Reader of a ``shards`` store; picklable (maps are reopened lazily in each process)."""
+
+    format = "shards"
+    max_open = 4
+
+    def __init__(self, root: str | Path, stamp: int | None = None) -> None:
+        self.root = Path(root)
+        self.stamp = stamp
+        index_path = self.root / INDEX
+        if not index_path.is_file():
+            raise CutoutError(str(index_path), "missing", "shard store has no index.parquet")
+        index = pq.read_table(index_path)
+        keys = index.column("key").to_pylist()
+        self._shard = index.column("shard").to_numpy()
+        self._row = index.column("row").to_numpy()
+        self._crc = index.column("crc32").to_numpy()
+        self._pos = {k: i for i, k in enumerate(keys)}
+        self._maps: OrderedDict[int, np.ndarray] = OrderedDict()
+
+    def __getstate__(self) -> dict:
+        state = self.__dict__.copy()
+        state["_maps"] = OrderedDict()  # memory maps are per process
+        return state
+
+    def __len__(self) -> int:
+        return len(self._pos)
+
+    def keys(self) -> list[str]:
+        return list(self._pos)
+
+    def _map(self, shard: int, key: str) -> np.ndarray:
+        m = self._maps.get(shard)
+        if m is not None:
+            self._maps.move_to_end(shard)
+            return m
+        path = self.root / shard_name(shard)
+        if not path.is_file():
+            raise CutoutError(key, "missing", f"shard file {path} is missing")
+        try:
+            m = np.load(path, mmap_mode="r", allow_pickle=False)
+        except (ValueError, OSError) as exc:  # a short file cannot be mapped to its header's shape
+            raise CutoutError(key, "truncated", f"shard {path.name}: {exc}") from exc
+        self._maps[shard] = m
+        while len(self._maps) > self.max_open:
+            self._maps.popitem(last=False)  # dropping the last reference unmaps the file
+        return m
+
+    def get(self, key: str, *, verify: bool = False) -> np.ndarray:
+        i = self._pos.get(key)
+        if i is None:
+            raise CutoutError(key, "missing", "not in the shard index")
+        m = self._map(int(self._shard[i]), key)
+        row = int(self._row[i])
+        if row >= m.shape[0]:
+            raise CutoutError(key, "truncated", f"row {row} beyond shard length {m.shape[0]}")
+        arr = np.array(m[row], dtype=np.float32)
+        if verify and zlib.crc32(arr.tobytes()) != int(self._crc[i]):
+            raise CutoutError(key, "unreadable", "checksum mismatch against the shard index")
+        return check_cutout(key, arr, self.stamp)
