@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List
 
 import typer
 from rich.console import Console
@@ -36,17 +36,16 @@ def run_cmd(
     set_: List[str] = typer.Option([], "--set", help="Override a spec value: a.b=value (repeatable)."),
     stage: List[str] = typer.Option([], "--stage", help="Rerun only this stage (repeatable)."),
     force: bool = typer.Option(False, "--force", help="Rerun every stage even if its outputs are current."),
-    executor: Optional[str] = typer.Option(None, "--executor", help="Executor by name (replaces [executor])."),
+    executor: str | None = typer.Option(None, "--executor", help="Executor by name (replaces [executor])."),
 ) -> None:
     """Run the pipeline a spec describes; finished stages with unchanged inputs are skipped."""
-    from dhs_core.runner import run
-
     from dhs_cli.progress import RichProgress
+    from dhs_core.runner import run
 
     with RichProgress(err) as progress:
         result = run(
             spec, set_, stages=stage, force=force, executor=executor, progress=progress,
-            log=lambda msg: progress.bar.console.print(f"[dim]dhs:[/] {msg}"),
+            log=lambda msg: progress.bar.console.print(f"dhs: {msg}", markup=False, highlight=False, style="dim"),
             command=["dhs", *sys.argv[1:]],
         )
     points = result.points or [result]
@@ -87,7 +86,7 @@ def validate_cmd(
 
 @app.command("schema")
 def schema_cmd(
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Write to a file instead of stdout."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Write to a file instead of stdout."),
 ) -> None:
     """Print the JSON Schema of run specs, including every installed plugin."""
     from dhs_core.spec import json_schema
@@ -131,7 +130,7 @@ def plugins_cmd(
 @app.command("lock")
 def lock_cmd(
     spec: Path = typer.Argument(..., help="Run spec (TOML) to lock."),
-    output: Optional[Path] = typer.Option(None, "--output", "-o", help="Lock file (default: <spec>.lock.json)."),
+    output: Path | None = typer.Option(None, "--output", "-o", help="Lock file (default: <spec>.lock.json)."),
 ) -> None:
     """Write the exact versions of dhs-* and key dependencies, for a paper to pin.
 
@@ -147,11 +146,24 @@ def lock_cmd(
     out.print(f"wrote {target} ({len(lock['packages'])} packages)")
 
 
+def _say(prefix: str, message: object) -> None:
+    # Messages quote spec sections like [run]: print them literally, never as rich markup.
+    err.print(f"{prefix}: {message}", style="red" if prefix == "failed" else None,
+              markup=False, highlight=False, soft_wrap=True)
+
+
+_commands_added = False
+
+
 def _add_plugin_commands() -> None:
+    global _commands_added
+    if _commands_added:
+        return
+    _commands_added = True
     try:
         plugins.register_commands(app)
     except DhsError as exc:
-        err.print(f"[red]error:[/] {exc}")
+        _say("error", exc)
         sys.exit(exc.exit_code)
 
 
@@ -161,10 +173,10 @@ def main(argv: list[str] | None = None) -> int:
     try:
         app(args=argv, standalone_mode=False)
     except UserError as exc:
-        err.print(f"[red]error:[/] {exc}", highlight=False, soft_wrap=True)
+        _say("error", exc)
         return exc.exit_code
     except DhsError as exc:
-        err.print(f"[red]failed:[/] {exc}", highlight=False, soft_wrap=True)
+        _say("failed", exc)
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code
@@ -178,7 +190,7 @@ def main(argv: list[str] | None = None) -> int:
             return exc.exit_code or 2
         if os.environ.get("DHS_DEBUG"):
             raise
-        err.print(f"[red]failed:[/] {type(exc).__name__}: {exc} (set DHS_DEBUG=1 for a traceback)")
+        _say("failed", f"{type(exc).__name__}: {exc} (set DHS_DEBUG=1 for a traceback)")
         return 1
     return 0
 
