@@ -67,7 +67,7 @@ def _pytest(session: nox.Session, *paths: str) -> None:
 
 
 @nox.session(python="3.11")
-@nox.parametrize("package", PACKAGES, ids=PACKAGES)
+@nox.parametrize("package", PACKAGES)
 def tests(session: nox.Session, package: str) -> None:
     """Test one package alone, with only its declared dependencies."""
     _install(session, _local_closure(package), {package})
