@@ -113,3 +113,56 @@ def registered(plugin: Any, name: str, distribution: str | None = None, version:
         yield plugin
     finally:
         plugins.unregister_plugin(name)
+
+
+# ------------------------------------------------------------------------------------------------
+# Contract checks every package reuses for its registered components
+# ------------------------------------------------------------------------------------------------
+
+
+def undocumented_fields(config: type) -> list[str]:
+    """Fields of ``config`` (own or inherited) with neither a ``#`` comment line directly above
+    their definition nor a ``description``. STYLE.md asks for a comment on every field."""
+    import inspect
+
+    missing = []
+    for klass in [k for k in config.__mro__ if "__annotations__" in vars(k)]:
+        own = [f for f in vars(klass)["__annotations__"] if f in config.model_fields]
+        if not own:
+            continue
+        try:
+            lines = inspect.getsource(klass).splitlines()
+        except (OSError, TypeError):
+            continue
+        for fname in own:
+            if config.model_fields[fname].description:
+                continue
+            idx = next((i for i, ln in enumerate(lines) if ln.strip().startswith(f"{fname}:")), None)
+            if idx is None or idx == 0 or not lines[idx - 1].strip().startswith("#"):
+                missing.append(f"{klass.__name__}.{fname}")
+    return sorted(set(missing))
+
+
+def check_component(comp: Any) -> None:
+    """The contract every registered component meets, whatever its kind."""
+    from pydantic import ValidationError
+
+    cfg = comp.Config
+    assert cfg.model_config.get("frozen") and cfg.model_config.get("extra") == "forbid", comp
+    assert comp.distribution and comp.version, f"{comp.kind} {comp.name} does not know its provider"
+    assert not undocumented_fields(cfg), f"{comp.kind} {comp.name}: fields without a comment: {undocumented_fields(cfg)}"
+    required = [f for f, info in cfg.model_fields.items() if info.is_required()]
+    if not required:
+        instance = cfg()
+        try:
+            cfg(__not_a_field__=1)
+        except ValidationError:
+            pass
+        else:  # pragma: no cover - frozen/forbid checked above
+            raise AssertionError(f"{comp.kind} {comp.name}: unknown options are accepted")
+        try:
+            setattr(instance, next(iter(cfg.model_fields), "x"), None)
+        except (ValidationError, TypeError, AttributeError):
+            pass
+        else:
+            raise AssertionError(f"{comp.kind} {comp.name}: Config instances are not frozen")
