@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
+
 from dhs_data.manifest import write_manifest
 from dhs_data.stores import ShardWriter, write_fits, write_npz, write_store_json
 

@@ -1,11 +1,12 @@
 import numpy as np
 import pytest
 import torch
+from helpers import make_data_dir
+from torch.utils.data import DataLoader
+
 from dhs_core.errors import UserError
 from dhs_core.seeds import sample_seed
 from dhs_data.datasets import CutoutDataset, augment_cutout, weighted_sampler
-from helpers import make_data_dir
-from torch.utils.data import DataLoader
 
 
 @pytest.fixture(scope="module")

@@ -1,9 +1,10 @@
 import numpy as np
 import pyarrow as pa
 import pytest
+from helpers import manifest_dict
+
 from dhs_core.errors import UserError
 from dhs_data.manifest import COLUMNS, SCHEMA, read_manifest, validate_manifest, write_manifest
-from helpers import manifest_dict
 
 
 def test_roundtrip_fills_optional_columns(tmp_path):

@@ -3,9 +3,10 @@ import hashlib
 import healpy as hp
 import numpy as np
 import pytest
+from pydantic import ValidationError
+
 from dhs_core.errors import UserError
 from dhs_data.splits import SplitConfig, assign_splits, healpix_pixels
-from pydantic import ValidationError
 
 
 def _reference_split(ra, dec, nside, seed, fractions):

@@ -1,6 +1,8 @@
 import numpy as np
 import pytest
 from astropy.io import fits
+from helpers import cutouts
+
 from dhs_core.errors import UserError
 from dhs_data.stores import (
     CutoutError,
@@ -15,7 +17,6 @@ from dhs_data.stores import (
     write_npz,
     write_store_json,
 )
-from helpers import cutouts
 
 
 @pytest.mark.parametrize("fmt", ["npz", "fits", "shards"])

@@ -19,10 +19,10 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 import pyarrow.compute as pc
 import torch
-from dhs_core.errors import UserError
-from dhs_core.seeds import sample_seed
 from torch.utils.data import Dataset, WeightedRandomSampler
 
+from dhs_core.errors import UserError
+from dhs_core.seeds import sample_seed
 from dhs_data.leakage import check_metadata_columns
 from dhs_data.manifest import read_manifest
 from dhs_data.stores import open_store

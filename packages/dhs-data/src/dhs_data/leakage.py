@@ -6,6 +6,7 @@ from typing import Iterable
 
 import numpy as np
 import pyarrow as pa
+
 from dhs_core.errors import UserError
 
 #: columns derived from the label or the injected lens: never model inputs

@@ -18,9 +18,10 @@ from typing import Literal
 
 import healpy as hp
 import numpy as np
+from pydantic import Field, field_validator
+
 from dhs_core import ComponentConfig
 from dhs_core.errors import UserError
-from pydantic import Field, field_validator
 
 
 def check_nside(nside: int) -> int:

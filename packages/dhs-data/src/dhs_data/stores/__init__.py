@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Protocol
 
 import numpy as np
+
 from dhs_core import io
 from dhs_core.errors import UserError
-
 from dhs_data.stores.base import REASONS, CutoutError, PathEscapeError, check_cutout, cutout_path
 from dhs_data.stores.fits import FitsStore, write_fits
 from dhs_data.stores.npz import NpzStore, write_npz

@@ -13,6 +13,7 @@ import os
 from pathlib import Path
 
 import numpy as np
+
 from dhs_core.errors import DhsError, UserError
 
 #: reasons a cutout is excluded, as written to data_report.json

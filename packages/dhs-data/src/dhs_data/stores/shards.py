@@ -22,8 +22,8 @@ from pathlib import Path
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
-from dhs_core import io
 
+from dhs_core import io
 from dhs_data.stores.base import CutoutError, check_cutout
 
 INDEX = "index.parquet"

@@ -1,0 +1,108 @@
+"""Convert an npz/fits data directory (manifest + cutouts) into a ``shards`` store, verified.
+
+Every cutout is read once from the source, its CRC-32 taken, and written to a shard; the
+shards are then re-read from disk and each cutout's CRC compared with the source's, so a
+short write or a bad disk is caught before the original files are trusted to be redundant.
+Output goes to a temporary directory renamed onto ``out`` at the end: no partial output.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import zlib
+from pathlib import Path
+from typing import Callable
+
+import pyarrow as pa
+
+from dhs_core import io
+from dhs_core.errors import UserError
+from dhs_data.manifest import read_manifest, write_manifest
+from dhs_data.stores import STORE_JSON, CutoutError, PathEscapeError, ShardStore, ShardWriter, open_store
+from dhs_data.stores.fits import FitsStore
+from dhs_data.stores.npz import NpzStore
+
+
+def source_store(manifest: Path, keys: list[str]):
+    if (manifest.parent / STORE_JSON).is_file():
+        return open_store(manifest.parent)
+    exts = {Path(k).suffix.lower() for k in keys}
+    if exts <= {".npz"}:
+        return NpzStore(manifest.parent)
+    if exts <= {".fits", ".fit"}:
+        return FitsStore(manifest.parent)
+    raise UserError(f"{manifest}: no store.json next to it and cutout extensions {sorted(exts)} are not .npz/.fits")
+
+
+def pack(
+    manifest: str | Path,
+    out: str | Path,
+    *,
+    shard_size: int = 1024,
+    skip_bad: bool = False,
+    advance: Callable[[int], None] = lambda n: None,
+) -> dict:
+    """Pack ``manifest``'s cutouts into ``out`` (manifest.parquet, store.json, shards/); returns a summary.
+
+    ``advance`` is called once per cutout read and once per cutout verified (2 x rows in total).
+    """
+    manifest, out = Path(manifest), Path(out)
+    if shard_size < 1:
+        raise UserError(f"--shard-size {shard_size}: must be >= 1")
+    if out.exists() and any(out.iterdir()):
+        raise UserError(f"--out {out} exists and is not empty; choose a new directory")
+    table = read_manifest(manifest)
+    keys = table.column("cutout_path").to_pylist()
+    src = source_store(manifest, keys)
+    tmp = out.parent / f".{out.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        bad, crcs, writer, kept = [], {}, None, []
+        for i, key in enumerate(keys):
+            try:
+                arr = src.get(key)
+            except PathEscapeError as exc:
+                raise UserError(f"{manifest}: row {i} cutout_path {key!r} resolves outside the data root {src.root}") from exc
+            except CutoutError as exc:
+                bad.append({"row": i, "cutout_path": key, "reason": exc.reason, "detail": exc.detail})
+                advance(1)
+                continue
+            if writer is None:
+                writer = ShardWriter(tmp / "shards", arr.shape[-1], shard_size=shard_size)
+            writer.add(key, arr)
+            crcs[key] = zlib.crc32(arr.tobytes())
+            kept.append(i)
+            advance(1)
+        if bad and not skip_bad:
+            listing = "; ".join(f"row {b['row']} {b['cutout_path']}: {b['reason']} {b['detail']}" for b in bad[:10])
+            raise UserError(
+                f"{manifest}: {len(bad)} cutout(s) cannot be read ({listing}{' ...' if len(bad) > 10 else ''}); "
+                "fix them, or pass --skip-bad to leave them out (they are listed in pack_report.json)"
+            )
+        if writer is None:
+            raise UserError(f"{manifest}: no readable cutouts to pack")
+        writer.close()
+        stamp = writer.stamp
+        packed = ShardStore(tmp / "shards", stamp)
+        for key in crcs:
+            try:
+                again = packed.get(key, verify=True)
+            except CutoutError as exc:
+                raise UserError(f"verification of the packed copy failed for {key!r}: {exc}") from exc
+            if zlib.crc32(again.tobytes()) != crcs[key]:
+                raise UserError(f"verification of the packed copy failed for {key!r}: pixels differ from the source")
+            advance(1)
+        write_manifest(table.take(pa.array(kept)), tmp / "manifest.parquet")
+        io.write_json(tmp / STORE_JSON, {"format": "shards", "root": "shards", "stamp": stamp, "bands": "grz", "version": 1})
+        summary = {"source": str(manifest), "n_input": len(keys), "n_packed": len(kept), "excluded": bad,
+                   "stamp": stamp, "shard_size": shard_size, "verified": True}
+        io.write_json(tmp / "pack_report.json", summary)
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return summary

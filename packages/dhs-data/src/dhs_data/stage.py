@@ -1,0 +1,151 @@
+"""The ``data`` stage (contract 1): source → validate → split → guard → exclude → report.
+
+The source writes into a staging directory; ``run_dir/data`` is replaced by it only after
+every check passed, so bad input leaves no partial output (and a stale previous result is
+never mixed with a new one).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections import Counter
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dhs_core import Section, Slot, Stage, StageContext, io, plugins
+from dhs_core.errors import StageError, UserError
+from dhs_data.datasets import build_preprocess
+from dhs_data.leakage import check_paired_controls
+from dhs_data.manifest import read_manifest, write_manifest
+from dhs_data.report import counts, verify_splits
+from dhs_data.sources.base import MANIFEST
+from dhs_data.splits import SplitConfig, assign_splits, healpix_pixels
+from dhs_data.stores import STORE_JSON, CutoutError, PathEscapeError, open_store
+
+REPORT = "data_report.json"
+EXCLUDED = "excluded.parquet"
+
+
+def check_cutouts(store, keys: list[str], progress=None) -> tuple[np.ndarray, list[dict], np.ndarray | None]:
+    """Read every cutout once: (ok mask, exclusions, first good cutout). Escapes raise UserError."""
+    ok = np.zeros(len(keys), bool)
+    excluded: list[dict] = []
+    escapes: list[str] = []
+    first = None
+    for i, key in enumerate(keys):
+        try:
+            arr = store.get(key)
+        except PathEscapeError:
+            escapes.append(key)
+        except CutoutError as exc:
+            excluded.append({"row": i, "cutout_path": key, "reason": exc.reason, "detail": exc.detail})
+        else:
+            ok[i] = True
+            if first is None:
+                first = arr
+        if progress is not None:
+            progress.advance(1)
+    if escapes:
+        raise UserError(
+            f"{len(escapes)} cutout_path value(s) resolve outside the data root {store.root} "
+            f"(e.g. {escapes[:5]}); paths must be relative and stay inside it"
+        )
+    return ok, excluded, first
+
+
+def _split_config(cfg) -> SplitConfig:
+    split = getattr(cfg, "split", None)
+    return split if isinstance(split, SplitConfig) else SplitConfig(**(split or {}))
+
+
+def prepare(table: pa.Table, split_cfg: SplitConfig, source: str) -> pa.Table:
+    """Assign healpix_128 and (for scheme healpix) the split column; apply the paired-control guard."""
+    ra, dec = table.column("ra").to_numpy(), table.column("dec").to_numpy()
+    table = table.set_column(table.schema.get_field_index("healpix_128"), "healpix_128",
+                             pa.array(healpix_pixels(ra, dec, nside=128)))
+    if split_cfg.scheme == "healpix":
+        splits = assign_splits(ra, dec, nside=split_cfg.nside, seed=split_cfg.seed, fractions=split_cfg.fractions)
+        table = table.set_column(table.schema.get_field_index("split"), "split", pa.array(splits.tolist(), pa.string()))
+    elif table.column("split").null_count:
+        raise UserError(f"{source}: split.scheme = 'manifest' but some rows have no split")
+    check_paired_controls(table, allowed=split_cfg.paired_controls, source=source)
+    return table
+
+
+class DataStage(Stage):
+    name = "data"
+    sections = {
+        "data": Section(Slot("data_source"), description="where the cutouts and labels come from"),
+        "preprocess": Section(Slot("preprocessor"), required=False, description="per-cutout normalisation"),
+    }
+    trigger = "data"
+    produces = ("data/manifest.parquet", "data/data_report.json")
+
+    def run(self, ctx: StageContext) -> dict[str, float]:
+        cfg = ctx.spec.data
+        comp = plugins.get("data_source", cfg.name, where="data.name")
+        final = ctx.run_dir / "data"
+        staging = ctx.run_dir / ".data.partial"
+        shutil.rmtree(staging, ignore_errors=True)
+        staging.mkdir(parents=True)
+        try:
+            metrics = self._build(ctx, comp, cfg, staging)
+        except BaseException:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(staging, final)
+        return metrics
+
+    def _build(self, ctx: StageContext, comp, cfg, out: Path) -> dict[str, float]:
+        comp.impl(cfg, ctx, out)
+        for required in (MANIFEST, STORE_JSON):
+            if not (out / required).is_file():
+                raise StageError(f"data source {cfg.name!r} ({comp.distribution}) did not write {required}")
+        source = f"data source {cfg.name!r} manifest"
+        split_cfg = _split_config(cfg)
+        table = prepare(read_manifest(out / MANIFEST), split_cfg, source)
+        store = open_store(out)
+        keys = table.column("cutout_path").to_pylist()
+        with ctx.progress.task("checking cutouts", total=len(keys)) as task:
+            ok, excluded, first = check_cutouts(store, keys, task)
+        ids = table.column("galaxy_id").to_pylist()
+        for e in excluded:
+            e["galaxy_id"] = ids[e["row"]]
+        if not ok.any():
+            reasons = Counter(e["reason"] for e in excluded)
+            raise UserError(f"{source}: none of the {len(keys)} cutouts is usable ({dict(reasons)}); see {store.root}")
+        preprocess_cfg = getattr(ctx.spec, "preprocess", None)
+        if preprocess_cfg is not None and first is not None:
+            build_preprocess(preprocess_cfg)(first)  # an annulus that does not fit fails here, not in training
+        kept = table.filter(pa.array(ok))
+        verification = verify_splits(kept, nside=split_cfg.nside)
+        if not verification["balanced"]:
+            ctx.log("data: warning — psfsize_r/psfdepth_r differ between splits (KS p < 0.01); see data_report.json")
+        write_manifest(kept, out / MANIFEST)
+        by_reason = Counter(e["reason"] for e in excluded)
+        with io.atomic_path(out / EXCLUDED) as tmp:
+            pq.write_table(pa.Table.from_pylist(excluded, schema=pa.schema(
+                [("row", pa.int64()), ("cutout_path", pa.string()), ("reason", pa.string()),
+                 ("detail", pa.string()), ("galaxy_id", pa.string())])), tmp)
+        report = {
+            "source": cfg.name,
+            "n_input": len(keys),
+            "n_kept": int(ok.sum()),
+            "exclusions": {"total": len(excluded), "by_reason": dict(by_reason), "rows": excluded[:200]},
+            "split": split_cfg.model_dump(),
+            "split_verification": verification,
+            "paired_controls_allowed": split_cfg.paired_controls,
+            **counts(kept),
+        }
+        io.write_json(out / REPORT, report)
+        ctx.log(f"data: {int(ok.sum())} cutouts kept, {len(excluded)} excluded {dict(by_reason)}")
+        metrics = {"n_cutouts": float(ok.sum()), "n_excluded": float(len(excluded))}
+        for name, d in report["by_split"].items():
+            metrics[f"n_{name}"] = float(d["n"])
+        return metrics
