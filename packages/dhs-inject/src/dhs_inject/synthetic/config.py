@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import Literal
 
-from dhs_core import ComponentConfig
-from dhs_data.splits import SplitConfig
 from pydantic import Field, model_validator
+
+from dhs_data.sources.base import DataSourceConfig
 
 #: N2 confuser categories, the look-alikes a lens finder must learn to reject
 CONFUSER_CATEGORIES = ("ring_proxy", "edge_on_proxy", "spiral", "blue_clumpy", "merger")
 
 
-class SyntheticConfig(ComponentConfig):
+class SyntheticConfig(DataSourceConfig):
     """A DR10-like synthetic survey: catalog, g/r/z cutouts, manifest, store and truth table.
 
     Defaults follow the published DR10 training sets (neg:pos = 93:1, N1:N2 = 85:15, A:B = 1:11);
     a quickstart raises ``positive_fraction`` so a CPU model sees enough lenses to learn.
+    The ``split`` field (HEALPix train/val/test) comes from :class:`DataSourceConfig`.
     """
 
     # number of cutouts (positives + negatives)
@@ -49,11 +50,9 @@ class SyntheticConfig(ComponentConfig):
     # Moffat beta of the PSF (DECam seeing wings)
     psf_beta: float = Field(3.5, gt=1.0, le=10.0)
     # cutouts rendered per task (batched numpy; one task per executor call)
-    chunk_size: int = Field(512, ge=1, le=100_000)
+    chunk_size: int = Field(256, ge=1, le=100_000)
     # cutout store format written under data/ (see dhs_data.stores)
     store: Literal["shards", "npz"] = "shards"
-    # HEALPix split settings applied by the data stage
-    split: SplitConfig = Field(default_factory=SplitConfig)
 
     @model_validator(mode="after")
     def _check_mix(self) -> SyntheticConfig:

@@ -1,0 +1,145 @@
+"""The batched injection engine: drawn parameters -> arc images -> injected cutouts.
+
+:func:`simulate_arcs` is pure (parameters in, images out); :func:`inject_arcs` adds the arcs to
+host cutouts and measures the per-injection outputs (arc SNR, injected flux, magnification).
+Parameter dictionaries hold (N,) arrays named as in :mod:`dhs_inject.priors`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import torch
+
+from dhs_inject import noise, psf
+from dhs_inject.errors import require
+from dhs_inject.lensing import phi_q_to_e1e2
+from dhs_inject.render import lensed_unit_image, sersic_unit_image
+from dhs_inject.sources import band_fluxes, check_sersic, stamp_surface_brightness
+
+__all__ = ["ArcImages", "InjectionBatch", "inject_arcs", "make_kernels", "simulate_arcs"]
+
+
+@dataclass
+class ArcImages:
+    """Noise-free arcs: ``arcs`` (N, 3, H, W) nanomaggies, ``magnification`` (N,), ``source_flux``
+    (N, 3) unlensed flux, ``kernels`` (N, 3, K, K) PSFs used."""
+
+    arcs: torch.Tensor
+    magnification: torch.Tensor
+    source_flux: torch.Tensor
+    kernels: torch.Tensor
+
+
+@dataclass
+class InjectionBatch:
+    """Result of one injector call; arrays are numpy, first axis = successful injections."""
+
+    images: np.ndarray  # (n_ok, 3, H, W) host + arc, float32 nanomaggies
+    arcs: np.ndarray  # (n_ok, 3, H, W) arc only (after PSF, plus Poisson noise if enabled)
+    magnification: np.ndarray  # (n_ok,) total magnification of the source
+    arc_snr: np.ndarray  # (n_ok,) matched-filter SNR of the arc over g, r, z
+    injected_flux: np.ndarray  # (n_ok, 3) arc flux per band in the stamp (nanomaggies)
+    params: dict[str, np.ndarray]  # every drawn parameter, (n_ok,) each
+    host_index: np.ndarray  # (n_ok,) row of the host used in the input hosts array
+    n_ok: int = 0
+    n_failed: int = 0  # failed attempts (each retried on a new host)
+    n_dropped: int = 0  # requested injections that failed on every retry
+    failures: dict[str, int] = field(default_factory=dict)  # reason -> failed attempts
+
+
+def _t(value: Any, dtype: torch.dtype) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(value), dtype=dtype)
+
+
+def make_kernels(psfsize_r: torch.Tensor, *, pixel_scale: float, model: str = "gaussian",
+                 moffat_beta: float = 3.5, band_scale=psf.DEFAULT_BAND_SCALE,
+                 kernel: np.ndarray | None = None) -> torch.Tensor:
+    """(N, 3, K, K) unit-sum PSFs: Gaussian/Moffat per-band FWHM from psfsize_r, or a fixed pixel kernel."""
+    if model == "file":
+        k = torch.as_tensor(kernel, dtype=psfsize_r.dtype)
+        k = k.expand(3, *k.shape[-2:]) if k.ndim == 2 else k
+        return k.expand(psfsize_r.shape[0], *k.shape)
+    fwhm = psf.band_fwhm(psfsize_r, band_scale)
+    if model == "moffat":
+        return psf.moffat_kernel(fwhm, pixel_scale, beta=moffat_beta)
+    return psf.gaussian_kernel(fwhm, pixel_scale)
+
+
+def validate_parameters(params: dict[str, np.ndarray]) -> None:
+    """Refuse unphysical lens/source parameters with a message naming the parameter."""
+    theta_e = np.asarray(params["theta_e"])
+    require(bool(np.all(theta_e > 0)), f"theta_e must be > 0 arcsec; got min {theta_e.min():.4g}")
+    for key in ("lens_q", "src_q"):
+        if key in params:
+            q = np.asarray(params[key])
+            require(bool(np.all((q > 0) & (q <= 1))), f"{key} must be in (0, 1]; got {q.min():.4g}..{q.max():.4g}")
+    if "src_r_e" in params:
+        check_sersic(params["src_r_e"], params["src_n"])
+
+
+def simulate_arcs(params: dict[str, np.ndarray], *, n_pix: int, pixel_scale: float = 0.262,
+                  supersample: int = 3, kernels: torch.Tensor, clumps: np.ndarray | None = None,
+                  stamps: np.ndarray | None = None, dtype: torch.dtype = torch.float32,
+                  compile: bool = False) -> ArcImages:
+    """Render lensed, PSF-convolved arcs for N parameter sets (SIE + shear, Sersic/clumps or stamps).
+
+    ``params`` needs theta_e, lens_e1, lens_e2, lens_x, lens_y, gamma1, gamma2, src_x, src_y,
+    src_r_mag, src_g_r, src_r_z and, for Sersic sources, src_r_e, src_n, src_e1, src_e2; for
+    stamp sources ``stamps`` (N, h, w) and ``src_stamp_scale`` (arcsec per stamp pixel).
+    ``clumps`` (N, K, 4) = (flux fraction, dx, dy, sigma) relative to the source centre.
+    """
+    validate_parameters(params)
+    p = {k: _t(v, dtype) for k, v in params.items() if np.asarray(v).dtype.kind in "fiu"}
+    lens = dict(theta_e=p["theta_e"], e1=p["lens_e1"], e2=p["lens_e2"], center_x=p["lens_x"],
+                center_y=p["lens_y"], gamma1=p["gamma1"], gamma2=p["gamma2"])
+    grid = dict(n_pix=n_pix, pixel_scale=pixel_scale, supersample=supersample)
+    if stamps is not None:
+        scale = p["src_stamp_scale"].reshape(-1, 1, 1)
+        stamp_t = _t(stamps, dtype)
+
+        def stamp_source(bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
+            # evaluate in stamp pixels, then convert per-pixel^2 to per-arcsec^2
+            sb = stamp_surface_brightness(bx / scale, by / scale, stamp_t, stamp_scale=1.0,
+                                          center_x=p["src_x"] / p["src_stamp_scale"],
+                                          center_y=p["src_y"] / p["src_stamp_scale"])
+            return sb / scale**2
+
+        unit = lensed_unit_image(lens, stamp_source, **grid)
+    else:
+        clump_t = None
+        smooth = torch.ones_like(p["theta_e"])
+        if clumps is not None:
+            clump_t = _t(clumps, dtype).clone()
+            clump_t[..., 1] += p["src_x"][:, None]
+            clump_t[..., 2] += p["src_y"][:, None]
+            smooth = 1 - clump_t[..., 0].sum(1)
+        src = dict(flux=smooth, r_e=p["src_r_e"], n=p["src_n"], e1=p["src_e1"], e2=p["src_e2"],
+                   center_x=p["src_x"], center_y=p["src_y"])
+        unit = sersic_unit_image(lens, src, clump_t, compile=compile, **grid)
+    flux = band_fluxes(p["src_r_mag"], p["src_g_r"], p["src_r_z"])
+    magnification = unit.sum(dim=(-2, -1))
+    arcs = psf.convolve(unit[:, None] * flux[..., None, None], kernels.to(dtype))
+    return ArcImages(arcs=arcs, magnification=magnification, source_flux=flux, kernels=kernels)
+
+
+def lens_e1e2(params: dict[str, np.ndarray]) -> None:
+    """Fill lens/source e1, e2 and shear gamma1, gamma2 from (q, phi) and (gamma_ext, gamma_phi)."""
+    params["lens_e1"], params["lens_e2"] = phi_q_to_e1e2(params["lens_phi"], params["lens_q"])
+    if "src_q" in params:
+        params["src_e1"], params["src_e2"] = phi_q_to_e1e2(params["src_phi"], params["src_q"])
+    params["gamma1"] = params["gamma_ext"] * np.cos(2 * params["gamma_phi"])
+    params["gamma2"] = params["gamma_ext"] * np.sin(2 * params["gamma_phi"])
+
+
+def inject_arcs(hosts: torch.Tensor, arc: ArcImages, *, sky_sigma: torch.Tensor,
+                arc_poisson_gain: float | None = None, generator: torch.Generator | None = None):
+    """Add arcs to (N, 3, H, W) hosts; returns (images, arcs, arc_snr, injected_flux) tensors."""
+    arcs = arc.arcs
+    if arc_poisson_gain is not None:
+        arcs = noise.add_arc_poisson_noise(arcs, arc_poisson_gain, generator)
+    images = hosts.to(arcs.dtype) + arcs
+    snr = noise.arc_snr(arc.arcs, sky_sigma.to(arcs.dtype))
+    return images, arcs, snr, arcs.sum(dim=(-2, -1))
