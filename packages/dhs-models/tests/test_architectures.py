@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 import torch
 import torchvision
+
 from dhs_core import plugins
 from dhs_core.errors import UserError
 from dhs_models import build_model

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from typing import Any
 
-from dhs_core import plugins
-from dhs_core.errors import SpecError
 from pydantic import ValidationError
 from torch import nn
+
+from dhs_core import plugins
+from dhs_core.errors import SpecError
 
 
 def build_model(name: str, **config: Any) -> nn.Module:

@@ -30,3 +30,10 @@ def register_losses(register):
 
     register("bce", build_bce, config=BCEConfig)
     register("focal", build_focal, config=FocalConfig)
+
+
+@hookimpl
+def register_stages(register):
+    from dhs_models.stage import TrainStage
+
+    register("train", TrainStage())

@@ -13,10 +13,11 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from dhs_core import ComponentConfig
-from dhs_core.errors import UserError
 from pydantic import Field
 from torch import nn
+
+from dhs_core import ComponentConfig
+from dhs_core.errors import UserError
 
 
 class MetadataFusionConfig(ComponentConfig):

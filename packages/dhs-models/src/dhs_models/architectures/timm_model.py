@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from dhs_core.errors import UserError
 from pydantic import Field
 
+from dhs_core.errors import UserError
 from dhs_models.architectures.base import (
     ArchitectureConfig,
     LensClassifier,

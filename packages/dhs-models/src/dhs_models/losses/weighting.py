@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from typing import Literal
 
 import torch
-from dhs_core import ComponentConfig
 from pydantic import Field, model_validator
+
+from dhs_core import ComponentConfig
 
 
 class WeightedLossConfig(ComponentConfig):

@@ -1,0 +1,109 @@
+"""The ``train`` stage (contract 5): trains ``[model]`` with ``[train]`` on the data stage's
+splits, then scores the val and test splits with ``best.pt`` into ``train/scores.parquet``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import torch
+
+from dhs_core import Section, Slot, Stage, StageContext
+from dhs_core.errors import UserError
+from dhs_core.io import atomic_path
+from dhs_core.spec import resolved_dict
+from dhs_models.build import build_from_section
+from dhs_models.training.batches import predict
+from dhs_models.training.checkpoint import load_checkpoint
+from dhs_models.training.config import TrainConfig
+from dhs_models.training.trainer import Trainer
+
+
+def build_loss(section: Any) -> Any:
+    from dhs_core import plugins
+
+    comp = plugins.get("loss", section.name, where="train.loss.name")
+    return comp.impl(section)
+
+
+def manifest_tiers(data_dir: Path) -> dict[str, str | None]:
+    table = pq.read_table(data_dir / "manifest.parquet", columns=["galaxy_id", "tier"])
+    return dict(zip(table.column("galaxy_id").to_pylist(), table.column("tier").to_pylist()))
+
+
+def write_scores(path: Path, rows: list[tuple[str, str, float]]) -> None:
+    table = pa.table({
+        "galaxy_id": pa.array([r[0] for r in rows], pa.string()),
+        "split": pa.array([r[1] for r in rows], pa.string()),
+        "score": pa.array([r[2] for r in rows], pa.float64()),
+    })
+    with atomic_path(path) as tmp:
+        pq.write_table(table, tmp)
+
+
+class TrainStage(Stage):
+    """Train a lens finder; checkpoints, per-epoch metrics and val/test scores."""
+
+    name = "train"
+    sections = {
+        "model": Section(Slot("architecture"), description="the network (a registered architecture)"),
+        "train": Section(TrainConfig, description="the training protocol"),
+    }
+    trigger = "train"
+    needs = ("data/manifest.parquet",)
+    produces = ("train/best.pt", "train/last.pt", "train/metrics.jsonl", "train/scores.parquet")
+    inputs = ("data", "preprocess")
+    after = ("data",)
+
+    def run(self, ctx: StageContext) -> dict[str, float]:
+        from dhs_data.datasets import CutoutDataset
+
+        spec, cfg = ctx.spec, ctx.spec.train
+        data_dir = ctx.run_dir / "data"
+        preprocess = getattr(spec, "preprocess", None)
+        metadata = getattr(spec.model, "metadata", None)
+        columns = tuple(metadata.columns) if metadata is not None else ()
+
+        def dataset(split: str, augment: bool) -> CutoutDataset:
+            return CutoutDataset(data_dir, split=split, preprocess=preprocess, augment=augment,
+                                 seed=ctx.seed_for("augment"), metadata_columns=columns)
+
+        architecture = spec.model.model_dump(mode="json")
+        preprocess_dict = preprocess.model_dump(mode="json") if preprocess is not None else None
+        loss_fn = build_loss(cfg.loss)
+        tier_of = manifest_tiers(data_dir)
+        trainer = Trainer(
+            build_from_section(spec.model), cfg, loss_fn, ctx.stage_dir,
+            dataset("train", cfg.augment), dataset("val", False),
+            seed=ctx.seed, architecture=architecture, preprocess=preprocess_dict,
+            spec=resolved_dict(spec), tier_of=tier_of, progress=ctx.progress, log=ctx.log,
+            on_epoch_end=ctx.epoch_end,
+        )
+        last = trainer.fit(resume=True)
+        if not trainer.is_main:
+            return {}
+        best = load_checkpoint(ctx.stage_dir / "best.pt", what="best checkpoint")
+        model = build_from_section(spec.model)
+        model.load_state_dict(best["model"])
+        model.to(trainer.device)
+        rows: list[tuple[str, str, float]] = []
+        for split in ("val", "test"):
+            try:
+                ds = dataset(split, False)
+            except UserError:
+                ctx.log(f"split {split!r} has no cutouts; not scored")
+                continue
+            pred = predict(model, ds, batch_size=cfg.micro_batch, device=trainer.device,
+                           channels_last=False, tier_of=tier_of)
+            probs = torch.sigmoid(pred["logits"].double()).numpy()
+            rows += [(g, split, float(p)) for g, p in zip(pred["galaxy_id"], probs)]
+        write_scores(ctx.stage_dir / "scores.parquet", rows)
+        out = {"best_epoch": float(best["epoch"] + 1), f"best_{cfg.monitor}": float(best["best_metric"])}
+        out.update({k: float(v) for k, v in (best.get("metrics") or {}).items()
+                    if k.startswith("val_") and isinstance(v, (int, float)) and np.isfinite(v)})
+        if last:
+            out["epochs_trained"] = float(last["epoch"])
+        return out

@@ -1,0 +1,1 @@
+"""The trainer: optimisation protocol, checkpoints, resume, validation metrics."""

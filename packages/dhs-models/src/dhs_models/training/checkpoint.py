@@ -1,0 +1,87 @@
+"""Checkpoints (contract 8): a plain dict of tensors and builtins, written atomically, read only
+with ``torch.load(..., weights_only=True)`` so a checkpoint can never execute code.
+
+Keys: model, architecture (resolved [model] section incl. name), preprocess, epoch (0-based index
+of the last completed epoch), optimizer, scheduler, scaler, best_metric, early_stopping, rng, spec.
+"""
+
+from __future__ import annotations
+
+import pickle
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from dhs_core.errors import UserError
+from dhs_core.io import atomic_path
+
+
+def rng_state() -> dict[str, Any]:
+    """Every RNG a training step can touch, in weights_only-loadable form."""
+    kind, keys, pos, has_gauss, cached = np.random.get_state()
+    state: dict[str, Any] = {
+        "torch": torch.get_rng_state(),
+        "numpy": {"kind": kind, "keys": torch.from_numpy(keys.astype(np.int64)), "pos": int(pos),
+                  "has_gauss": int(has_gauss), "cached": float(cached)},
+        "python": list(random.getstate()[1]),
+        "python_version": random.getstate()[0],
+    }
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    torch.set_rng_state(state["torch"])
+    npst = state["numpy"]
+    np.random.set_state((npst["kind"], npst["keys"].numpy().astype(np.uint32), npst["pos"],
+                         npst["has_gauss"], npst["cached"]))
+    random.setstate((state["python_version"], tuple(state["python"]), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
+    """Write ``payload`` atomically: a reader or a resumed run never sees half a checkpoint."""
+    with atomic_path(path) as tmp:
+        torch.save(payload, tmp)
+
+
+def load_checkpoint(path: str | Path, *, what: str = "checkpoint") -> dict[str, Any]:
+    """Read a dhs checkpoint safely; pickled code (any non-tensor object) is refused."""
+    path = Path(path)
+    if not path.is_file():
+        raise UserError(f"{what} {str(path)!r}: no such file")
+    try:
+        ckpt = torch.load(path, map_location="cpu", weights_only=True)
+    except pickle.UnpicklingError as exc:
+        raise UserError(
+            f"{what} {str(path)!r} contains pickled code or objects, which are refused (checkpoints load "
+            f"only with weights_only=True): {str(exc).splitlines()[0]}"
+        ) from None
+    except Exception as exc:
+        raise UserError(f"{what} {str(path)!r} is not a readable torch checkpoint ({type(exc).__name__}: {exc})") from None
+    if not isinstance(ckpt, dict) or "model" not in ckpt or "architecture" not in ckpt:
+        raise UserError(
+            f"{what} {str(path)!r} is not a dhs checkpoint (expected a dict with 'model' and 'architecture')"
+        )
+    return ckpt
+
+
+def check_architecture(ckpt: dict[str, Any], path: str | Path, architecture: dict[str, Any], *, what: str) -> None:
+    """Refuse weights of a different network, naming both architectures."""
+    have = dict(ckpt["architecture"] or {})
+    want = dict(architecture)
+    if have.get("name") != want.get("name"):
+        raise UserError(
+            f"{what} {str(path)!r} holds a {have.get('name')!r} model, but [model] asks for "
+            f"{want.get('name')!r}; use a checkpoint of the same architecture or change model.name"
+        )
+    # pretrained only says where the initial weights came from; it does not change the network
+    differing = sorted(k for k in set(have) | set(want) if k != "pretrained" and have.get(k) != want.get(k))
+    if differing:
+        diffs = ", ".join(f"{k}: checkpoint {have.get(k)!r} vs spec {want.get(k)!r}" for k in differing)
+        raise UserError(f"{what} {str(path)!r}: {want.get('name')!r} options differ from [model] ({diffs})")
