@@ -64,6 +64,11 @@ def _read_table(path: str, what: str, needed: tuple[str, ...]) -> Table:
     return t
 
 
+def _text(values) -> list[str]:
+    """FITS string columns arrive as bytes with trailing blanks."""
+    return [(v.decode() if isinstance(v, bytes) else str(v)).strip() for v in np.asarray(values)]
+
+
 def _mag(t: Table, band: str) -> np.ndarray:
     flux = np.asarray(t[f"FLUX_{band}"], float)
     mw = np.asarray(t[f"MW_TRANSMISSION_{band}"], float) if f"MW_TRANSMISSION_{band}" in t.colnames else 1.0
@@ -73,7 +78,7 @@ def _mag(t: Table, band: str) -> np.ndarray:
 
 def parent_mask(t: Table) -> np.ndarray:
     """The LRG parent cuts (module docstring)."""
-    types = np.char.strip(np.asarray(t["TYPE"]).astype(str))
+    types = np.array(_text(t["TYPE"]))
     pos = (np.asarray(t["FLUX_R"]) > 0) & (np.asarray(t["FLUX_Z"]) > 0) & (np.asarray(t["FLUX_W1"]) > 0)
     r, z, w1 = _mag(t, "R"), _mag(t, "Z"), _mag(t, "W1")
     with np.errstate(invalid="ignore"):
@@ -81,7 +86,7 @@ def parent_mask(t: Table) -> np.ndarray:
 
 
 def n1_mask(t: Table) -> np.ndarray:
-    types = np.char.strip(np.asarray(t["TYPE"]).astype(str))
+    types = np.array(_text(t["TYPE"]))
     nobs = np.minimum.reduce([np.asarray(t[f"NOBS_{b}"]) for b in "GRZ"])
     with np.errstate(invalid="ignore"):
         return parent_mask(t) & np.isin(types, ("SER", "DEV", "REX")) & (nobs >= 3) & (_mag(t, "Z") < 20)
@@ -100,7 +105,7 @@ def _galaxy_ids(t: Table) -> np.ndarray:
     if "RELEASE" in t.colnames and "BRICKID" in t.colnames:
         return np.array([f"{r}_{b}_{o}" for r, b, o in zip(t["RELEASE"], t["BRICKID"], t["OBJID"])])
     if "BRICKNAME" in t.colnames:
-        return np.array([f"{str(b).strip()}_{o}" for b, o in zip(t["BRICKNAME"], t["OBJID"])])
+        return np.array([f"{b}_{o}" for b, o in zip(_text(t["BRICKNAME"]), t["OBJID"])])
     raise UserError("catalogs need RELEASE+BRICKID or BRICKNAME columns to name galaxies")
 
 
@@ -125,14 +130,14 @@ def legacysurvey_source(config: LegacySurveyConfig, ctx, out_dir: Path) -> None:
         lenses = _read_table(config.lenses, "lenses", ("RA", "DEC", "TIER"))
         i_other, i_cat = _match(cat, lenses, config.match_radius)
         role[i_cat] = "lens"
-        tier[i_cat] = [str(v).strip() for v in np.asarray(lenses["TIER"])[i_other]]
+        tier[i_cat] = _text(np.asarray(lenses["TIER"])[i_other])
     n2_idx = np.array([], int)
     if config.confusers:
         conf = _read_table(config.confusers, "confusers", ("RA", "DEC", "CONFUSER_CATEGORY"))
         i_other, i_cat = _match(cat, conf, config.match_radius)
         keep = role[i_cat] == ""
         n2_idx = np.unique(i_cat[keep])
-        category[i_cat[keep]] = [str(v).strip() for v in np.asarray(conf["CONFUSER_CATEGORY"])[i_other[keep]]]
+        category[i_cat[keep]] = _text(np.asarray(conf["CONFUSER_CATEGORY"])[i_other[keep]])
         role[n2_idx] = "N2"
     n1_idx = np.flatnonzero(n1_mask(cat) & (role == ""))
     k1, k2 = negative_counts(len(n1_idx), len(n2_idx), config.n1_n2_ratio, config.n_negatives)
@@ -153,7 +158,7 @@ def legacysurvey_source(config: LegacySurveyConfig, ctx, out_dir: Path) -> None:
             "cutout_path": [f"{g}.fits" for g in gid[rows]],
             "ra": np.asarray(sub["RA"], float),
             "dec": np.asarray(sub["DEC"], float),
-            "type_bin": [str(t).strip() for t in sub["TYPE"]],
+            "type_bin": _text(sub["TYPE"]),
             "nobs_z_bin": np.where(nobs_z <= 2, "0-2", np.where(nobs_z <= 4, "3-4", "5+")).tolist(),
             "pool": [None] * len(lens_idx) + pool,
             "confuser_category": category[rows].tolist(),
