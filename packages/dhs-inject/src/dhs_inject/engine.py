@@ -118,6 +118,8 @@ def simulate_arcs(params: dict[str, np.ndarray], *, n_pix: int, pixel_scale: flo
             smooth = 1 - clump_t[..., 0].sum(1)
         src = dict(flux=smooth, r_e=p["src_r_e"], n=p["src_n"], e1=p["src_e1"], e2=p["src_e2"],
                    center_x=p["src_x"], center_y=p["src_y"])
+        if "src_b_n" in p:  # optional override, e.g. lenstronomy's 1.9992 n - 0.3271
+            src["b_n"] = p["src_b_n"]
         unit = sersic_unit_image(lens, src, clump_t, compile=compile, **grid)
     flux = band_fluxes(p["src_r_mag"], p["src_g_r"], p["src_r_z"])
     magnification = unit.sum(dim=(-2, -1))

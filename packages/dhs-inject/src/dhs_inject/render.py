@@ -68,7 +68,7 @@ def _source_coefficients(src: dict[str, torch.Tensor]) -> list[torch.Tensor]:
     """Per-source constants of the Sersic profile: elliptical metric / R_e, b_n, 1/(2n), amplitude."""
     e1, e2, r_e, n = src["e1"], src["e2"], src["r_e"], src["n"]
     norm = torch.sqrt((1 - e1 * e1 - e2 * e2).clamp_min(1e-6)) * r_e
-    b = sersic_b_n(n)
+    b = src["b_n"] if "b_n" in src else sersic_b_n(n)
     log_norm = (math.log(2 * math.pi) + torch.log(n) + 2 * torch.log(r_e) + b - 2 * n * torch.log(b)
                 + torch.lgamma(2 * n))
     amp = src["flux"] * torch.exp(-log_norm)
@@ -111,7 +111,7 @@ def sersic_unit_image(lens: dict[str, torch.Tensor], src: dict[str, torch.Tensor
     """(N, H, W) lensed Sersic (+ clumps) image, flux per pixel, for a unit-flux source.
 
     ``src`` holds (N,) tensors flux (flux fraction of the smooth Sersic, 1 without clumps), r_e,
-    n, e1, e2, center_x, center_y; ``clumps`` (N, K, 4) absolute (flux, x, y, sigma).
+    n, e1, e2, center_x, center_y, and optionally b_n (default: the exact half-light value); ``clumps`` (N, K, 4) absolute (flux, x, y, sigma).
     ``compile=True`` runs the same function through ``torch.compile`` (first call compiles).
     """
     ref = lens["theta_e"]

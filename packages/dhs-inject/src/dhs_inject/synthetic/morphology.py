@@ -126,7 +126,7 @@ def gaussian(x, y, *, sigma, center_x, center_y, q=None, phi=None) -> np.ndarray
 
 def normalise(img: np.ndarray) -> np.ndarray:
     """Scale each template to unit sum over the stamp (for features built to lie inside it)."""
-    s = img.reshape(img.shape[0], -1).sum(1)
+    s = img.sum(axis=(-2, -1))
     return img * (1.0 / np.maximum(s, 1e-30)).astype(np.float32)[:, None, None]
 
 
