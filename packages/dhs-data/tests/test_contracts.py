@@ -6,6 +6,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 from helpers import make_data_dir
+from pydantic import ValidationError
 from test_legacysurvey import build_survey
 
 from dhs_core import plugins, run
@@ -26,8 +27,6 @@ def test_registered():
 @pytest.mark.parametrize("batched", [False, True])
 def test_preprocessor_contract(name, batched):
     comp = plugins.get("preprocessor", name)
-    fields = comp.Config.model_fields
-    assert all(f.description or True for f in fields.values())
     fn = comp.impl(comp.Config())
     rng = np.random.default_rng(0)
     x = rng.normal(0, 0.01, (2, 3, 80, 80) if batched else (3, 80, 80)).astype(np.float32)
@@ -37,7 +36,7 @@ def test_preprocessor_contract(name, batched):
     if batched:
         np.testing.assert_array_equal(fn(x[1]), y[1])
     np.testing.assert_array_equal(fn(x), y)  # deterministic
-    with pytest.raises(Exception):
+    with pytest.raises(ValidationError):
         comp.Config(bogus=1)
 
 

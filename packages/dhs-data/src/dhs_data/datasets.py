@@ -28,10 +28,22 @@ from dhs_data.manifest import read_manifest
 from dhs_data.stores import open_store
 
 
+def _mix(seed: int) -> int:
+    """SplitMix64 finaliser: a well-mixed 64-bit value from the per-sample seed.
+
+    Cheaper than constructing a numpy Generator per sample (which dominated the loading cost),
+    and consecutive seeds (consecutive samples) give independent-looking bits.
+    """
+    z = (int(seed) + 0x9E3779B97F4A7C15) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 30)) * 0xBF58476D1CE4E5B9) & 0xFFFFFFFFFFFFFFFF
+    z = ((z ^ (z >> 27)) * 0x94D049BB133111EB) & 0xFFFFFFFFFFFFFFFF
+    return z ^ (z >> 31)
+
+
 def augment_cutout(cutout: np.ndarray, seed: int) -> np.ndarray:
     """One of the 8 dihedral transforms of a ``(C, H, W)`` square cutout, chosen by ``seed``."""
-    rng = np.random.default_rng(seed)
-    k, hflip, vflip = int(rng.integers(4)), bool(rng.integers(2)), bool(rng.integers(2))
+    bits = _mix(seed)
+    k, hflip, vflip = bits & 3, bool(bits >> 2 & 1), bool(bits >> 3 & 1)
     out = np.rot90(cutout, k, axes=(-2, -1))
     if hflip:
         out = out[..., :, ::-1]
@@ -99,6 +111,10 @@ class CutoutDataset(Dataset):
         self.augment = bool(augment)
         self.seed = int(seed)
         self._epoch = torch.zeros((), dtype=torch.int64).share_memory_()
+        # per-sample scalars as tensors once, so __getitem__ only indexes (no per-call tensor construction)
+        self._labels_t = torch.from_numpy(self.labels)
+        self._weights_t = torch.from_numpy(self.weights)
+        self._meta_t = torch.from_numpy(self.meta)
 
     def __len__(self) -> int:
         return len(self.keys)
@@ -125,10 +141,10 @@ class CutoutDataset(Dataset):
             raise IndexError(f"index {i} out of range for {len(self)} samples")
         return {
             "image": torch.from_numpy(self.image(i)),
-            "label": torch.tensor(self.labels[i]),
-            "weight": torch.tensor(self.weights[i]),
+            "label": self._labels_t[i],
+            "weight": self._weights_t[i],
             "index": i,
-            "meta": torch.from_numpy(self.meta[i].copy()),
+            "meta": self._meta_t[i],
             "galaxy_id": self.galaxy_ids[i],
         }
 

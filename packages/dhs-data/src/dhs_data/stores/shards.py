@@ -140,10 +140,12 @@ class ShardStore:
         self._crc = index.column("crc32").to_numpy()
         self._pos = {k: i for i, k in enumerate(keys)}
         self._maps: OrderedDict[int, np.ndarray] = OrderedDict()
+        self._last = -1
 
     def __getstate__(self) -> dict:
         state = self.__dict__.copy()
         state["_maps"] = OrderedDict()  # memory maps are per process
+        state["_last"] = -1
         return state
 
     def __len__(self) -> int:
@@ -155,7 +157,9 @@ class ShardStore:
     def _map(self, shard: int, key: str) -> np.ndarray:
         m = self._maps.get(shard)
         if m is not None:
-            self._maps.move_to_end(shard)
+            if shard != self._last:
+                self._maps.move_to_end(shard)
+                self._last = shard
             return m
         path = self.root / shard_name(shard)
         if not path.is_file():
@@ -165,6 +169,7 @@ class ShardStore:
         except (ValueError, OSError) as exc:  # a short file cannot be mapped to its header's shape
             raise CutoutError(key, "truncated", f"shard {path.name}: {exc}") from exc
         self._maps[shard] = m
+        self._last = shard
         while len(self._maps) > self.max_open:
             self._maps.popitem(last=False)  # dropping the last reference unmaps the file
         return m
