@@ -179,3 +179,12 @@ def test_rates_at_threshold_match_sklearn():
     assert r["recall"] == pytest.approx(recall_score(y, pred))
     assert r["fpr"] == pytest.approx(fp / (fp + tn))
     assert math.isnan(metrics.rates_at_threshold(y, s, s.max() + 1)["precision"])
+
+
+@pytest.mark.parametrize("seed", range(6))
+def test_bootstrap_fast_auc_equals_sklearn(seed):
+    from dhs_eval._fastroc import fast_auc
+
+    y, s = _data(seed, n=700, ties=seed % 2 == 1)
+    for max_fpr in (None, 1e-3, 1e-2, 0.3):
+        assert fast_auc(y, s, max_fpr) == pytest.approx(roc_auc_score(y, s, max_fpr=max_fpr), abs=1e-12)

@@ -1,0 +1,1 @@
+"""The ``evaluate`` and ``report`` pipeline stages of dhs-eval."""
