@@ -75,6 +75,8 @@ class TrainStage(Stage):
         preprocess_dict = preprocess.model_dump(mode="json") if preprocess is not None else None
         loss_fn = build_loss(cfg.loss)
         tier_of = manifest_tiers(data_dir)
+        # the initial weights are a function of run.seed, like everything else in a run
+        torch.manual_seed(ctx.seed_for("init"))
         trainer = Trainer(
             build_from_section(spec.model), cfg, loss_fn, ctx.stage_dir,
             dataset("train", cfg.augment), dataset("val", False),

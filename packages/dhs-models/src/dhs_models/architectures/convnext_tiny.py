@@ -5,7 +5,6 @@ from __future__ import annotations
 
 from pydantic import Field
 from torch import nn
-from torchvision.models import convnext_tiny
 
 from dhs_models.architectures.base import (
     ArchitectureConfig,
@@ -29,6 +28,9 @@ class ConvNeXtTinyConfig(ArchitectureConfig):
 
 def build_convnext_tiny(config: ConvNeXtTinyConfig) -> LensClassifier:
     """torchvision ConvNeXt-Tiny, 3 channels in, one logit out."""
+    # imported here so registering plugins (e.g. `dhs validate`) does not load torchvision
+    from torchvision.models import convnext_tiny
+
     net = convnext_tiny(weights=None, stochastic_depth_prob=config.stochastic_depth)
     path = check_pretrained(config.pretrained, "convnext_tiny")
     if path is not None:

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 from pydantic import Field
 from torch import nn
-from torchvision.models import efficientnet_v2_s
 
 from dhs_models.architectures.base import (
     ArchitectureConfig,
@@ -32,6 +31,9 @@ class EfficientNetV2SConfig(ArchitectureConfig):
 
 def build_efficientnet_v2_s(config: EfficientNetV2SConfig) -> LensClassifier:
     """torchvision EfficientNetV2-S, 3 channels in, one logit out."""
+    # imported here so registering plugins (e.g. `dhs validate`) does not load torchvision
+    from torchvision.models import efficientnet_v2_s
+
     net = efficientnet_v2_s(weights=None, stochastic_depth_prob=config.stochastic_depth)
     path = check_pretrained(config.pretrained, "efficientnet_v2_s")
     if path is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from pydantic import Field
 from torch import nn
-from torchvision.models import resnet18
 
 from dhs_models.architectures.base import (
     ArchitectureConfig,
@@ -29,6 +28,9 @@ class ResNet18Config(ArchitectureConfig):
 
 def build_resnet18(config: ResNet18Config) -> LensClassifier:
     """torchvision ResNet-18, 3 channels in, one logit out."""
+    # imported here so registering plugins (e.g. `dhs validate`) does not load torchvision
+    from torchvision.models import resnet18
+
     net = resnet18(weights=None)
     path = check_pretrained(config.pretrained, "resnet18")
     if path is not None:
