@@ -18,3 +18,12 @@ def register_commands(app):
     from dhs_inject.synthetic.gallery import register_show_command
 
     register_show_command(app)
+
+
+@hookimpl
+def register_injectors(register):
+    from dhs_inject.injectors.model1 import Model1Config, model1
+    from dhs_inject.injectors.model2 import Model2Config, model2
+
+    register("model1", model1, config=Model1Config)
+    register("model2", model2, config=Model2Config)

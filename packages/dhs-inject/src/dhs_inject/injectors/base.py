@@ -1,0 +1,104 @@
+"""Shared machinery of the injectors: config fields, host checks, retries and the result batch."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from dhs_core import ComponentConfig
+from dhs_inject import engine, noise
+from dhs_inject.errors import require
+from dhs_inject.priors import PriorConfig, draw_clumps, draw_parameters
+
+
+class InjectorConfig(ComponentConfig):
+    """Options common to every injection model."""
+
+    prior: PriorConfig = PriorConfig()  # parameter priors
+    pixel_scale: float = Field(0.262, gt=0)  # arcsec per pixel of the cutouts
+    supersample: int = Field(3, ge=1)  # sub-pixels per pixel side for ray shooting
+    psf: Literal["gaussian", "moffat"] = "gaussian"  # PSF model (FWHM from psfsize_r x band_scale)
+    moffat_beta: float = Field(3.5, gt=1)  # Moffat beta when psf = "moffat"
+    band_scale: tuple[float, float, float] = (1.05, 1.00, 0.94)  # g, r, z FWHM / r FWHM
+    noise: Literal["ring", "psfdepth"] = "ring"  # sky sigma for arc SNR: host outer-ring MAD or psfdepth
+    arc_poisson_gain: float | None = None  # electrons per nanomaggy; None = no arc Poisson noise
+    max_retries: int = Field(5, ge=0)  # new hosts tried after a failed injection
+    dtype: Literal["float32", "float64"] = "float32"  # working precision
+
+
+class BaseInjector:
+    """Draws parameters, renders arcs, adds them to hosts, retries failures on new hosts."""
+
+    def __init__(self, config: InjectorConfig):
+        self.config = config
+        self.dtype = torch.float64 if config.dtype == "float64" else torch.float32
+
+    # hooks for subclasses -------------------------------------------------
+    def host_problem(self, host: np.ndarray, meta: dict[str, object]) -> str | None:
+        """Reason this host cannot be used, or None."""
+        return None if np.isfinite(host).all() else "host_nonfinite"
+
+    def draw(self, hosts: np.ndarray, meta: dict[str, np.ndarray], rng: np.random.Generator):
+        """Parameters (dict of (n,) arrays) and clumps for the given hosts."""
+        params = draw_parameters(self.config.prior, len(hosts), rng)
+        clumps, params["n_clumps"], params["clump_frac"] = draw_clumps(self.config.prior, params["src_r_e"], rng)
+        return params, clumps
+
+    def render(self, params, clumps, psfsize_r: torch.Tensor, n_pix: int, rng) -> engine.ArcImages:
+        kernels = engine.make_kernels(psfsize_r, pixel_scale=self.config.pixel_scale, model=self.config.psf,
+                                      moffat_beta=self.config.moffat_beta, band_scale=self.config.band_scale)
+        return engine.simulate_arcs(params, n_pix=n_pix, pixel_scale=self.config.pixel_scale,
+                                    supersample=self.config.supersample, kernels=kernels, clumps=clumps,
+                                    dtype=self.dtype)
+
+    # protocol -------------------------------------------------------------
+    def inject(self, hosts: np.ndarray, host_meta: dict[str, np.ndarray], rng: np.random.Generator):
+        hosts = np.asarray(hosts)
+        require(hosts.ndim == 4 and hosts.shape[1] == 3 and hosts.shape[2] == hosts.shape[3],
+                f"hosts must be (N, 3, H, H) g, r, z cutouts; got shape {hosts.shape}")
+        require("psfsize_r" in host_meta, "host_meta needs 'psfsize_r' (r-band PSF FWHM, arcsec)")
+        n = len(hosts)
+        failures: dict[str, int] = {}
+        chosen = np.full(n, -1)
+        order = list(rng.permutation(n))
+        queue = list(rng.permutation(n))  # replacement hosts for retries
+        for slot in range(n):
+            candidates = [order[slot]] + queue[: self.config.max_retries]
+            for attempt, idx in enumerate(candidates):
+                meta = {k: v[idx] for k, v in host_meta.items()}
+                reason = self.host_problem(hosts[idx], meta)
+                if reason is None:
+                    chosen[slot] = idx
+                    break
+                failures[reason] = failures.get(reason, 0) + 1
+                if attempt > 0:
+                    queue.pop(0)
+        ok = chosen >= 0
+        idx = chosen[ok]
+        sel_meta = {k: np.asarray(v)[idx] for k, v in host_meta.items()}
+        params, clumps = self.draw(hosts[idx], sel_meta, rng)
+        engine.lens_e1e2(params)
+        psfsize = torch.as_tensor(np.asarray(sel_meta["psfsize_r"], float), dtype=self.dtype)
+        arc = self.render(params, clumps, psfsize, hosts.shape[-1], rng)
+        host_t = torch.as_tensor(hosts[idx], dtype=self.dtype)
+        if self.config.noise == "psfdepth" and "psfdepth_r" in sel_meta:
+            depth = torch.as_tensor(np.asarray(sel_meta["psfdepth_r"], float), dtype=self.dtype)
+            sigma = noise.sky_sigma_from_psfdepth(depth[:, None].expand(-1, 3), arc.kernels)
+        else:
+            sigma = noise.sky_sigma_from_ring(host_t)
+        gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
+        images, arcs, snr, flux = engine.inject_arcs(host_t, arc, sky_sigma=sigma,
+                                                     arc_poisson_gain=self.config.arc_poisson_gain, generator=gen)
+        finite = torch.isfinite(images).flatten(1).all(1).numpy() & np.isfinite(snr.numpy())
+        if not finite.all():
+            failures["nonfinite_result"] = failures.get("nonfinite_result", 0) + int((~finite).sum())
+        keep = finite
+        return engine.InjectionBatch(
+            images=images.numpy()[keep].astype(np.float32), arcs=arcs.numpy()[keep].astype(np.float32),
+            magnification=arc.magnification.numpy()[keep], arc_snr=snr.numpy()[keep],
+            injected_flux=flux.numpy()[keep], params={k: np.asarray(v)[keep] for k, v in params.items()},
+            host_index=idx[keep], n_ok=int(keep.sum()), n_failed=int(sum(failures.values())),
+            n_dropped=int(n - keep.sum()), failures=failures)

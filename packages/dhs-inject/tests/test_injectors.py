@@ -1,0 +1,64 @@
+"""Registry-parametrized contract test over every injector of this distribution, plus grids."""
+
+import numpy as np
+import pytest
+
+from dhs_core import plugins
+from dhs_inject.grids import build_injection_manifest, grid_configs
+
+INJECTORS = {n: c for n, c in plugins.components("injector").items() if c.distribution == "dhs-inject"}
+
+
+def _hosts(n=6, size=48, seed=0):
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] - (size - 1) / 2
+    # elliptical host elongated along x (q = 0.5, phi = 0), plus sky noise
+    galaxy = 2.0 * np.exp(-0.5 * (xx**2 / 16 + yy**2 / 4))
+    hosts = galaxy[None, None] + rng.normal(0, 0.01, (n, 3, size, size))
+    meta = dict(psfsize_r=np.full(n, 1.2), psfdepth_r=np.full(n, 500.0), type_bin=np.array(["DEV"] * n),
+                galaxy_id=np.array([f"g{i}" for i in range(n)]))
+    return hosts.astype(np.float32), meta
+
+
+@pytest.mark.parametrize("name", sorted(INJECTORS))
+def test_injector_contract(name):
+    comp = INJECTORS[name]
+    inj = comp.impl(comp.Config())
+    hosts, meta = _hosts()
+    hosts[2, 1, 3, 3] = np.nan  # a NaN host is a counted failure, never an output
+    batch = inj.inject(hosts, meta, np.random.default_rng(1))
+    assert batch.failures.get("host_nonfinite", 0) >= 1
+    assert 2 not in batch.host_index.tolist()
+    assert batch.n_ok == len(batch.images) > 0
+    assert batch.images.shape[1:] == (3, 48, 48) and batch.images.dtype == np.float32
+    assert np.isfinite(batch.images).all() and np.isfinite(batch.arc_snr).all()
+    np.testing.assert_allclose(batch.images - hosts[batch.host_index], batch.arcs, atol=1e-5)
+    expected = batch.magnification[:, None] * 10 ** ((22.5 - np.stack(
+        [batch.params["src_r_mag"] + batch.params["src_g_r"], batch.params["src_r_mag"],
+         batch.params["src_r_mag"] - batch.params["src_r_z"]], 1)) / 2.5)
+    np.testing.assert_allclose(batch.injected_flux, expected, rtol=0.05)
+    assert all(len(v) == batch.n_ok for v in batch.params.values())
+
+
+def test_model2_traces_host_shape():
+    from dhs_inject.injectors.model2 import host_shape
+
+    hosts, _ = _hosts(1)
+    q, phi = host_shape(hosts[0, 1])
+    assert abs(q - 0.5) < 0.05 and min(phi, np.pi - phi) < 0.05
+
+
+def test_grid_presets_and_manifest():
+    assert len(grid_configs("grid_small")["config_id"]) == 48
+    assert len(grid_configs("grid_sota")["config_id"]) == 1008
+    ids = [f"h{i}" for i in range(200)]
+    cfg = grid_configs("grid_small")
+    man = build_injection_manifest(ids, cfg, control_frac=0.3, seed=5)
+    injected = set(man["galaxy_id"][man["label"] == 1])
+    controls = set(man["galaxy_id"][man["label"] == 0])
+    assert not injected & controls and len(injected | controls) == 200
+    assert len(man["label"]) == len(injected) * 48 + len(controls)
+    again = build_injection_manifest(ids[::-1], cfg, control_frac=0.3, seed=5)
+    assert set(again["galaxy_id"][again["label"] == 0]) == controls
+    paired = build_injection_manifest(ids, cfg, control_frac=0.3, seed=5, paired_controls=True)
+    assert set(paired["galaxy_id"][paired["label"] == 0]) == injected
