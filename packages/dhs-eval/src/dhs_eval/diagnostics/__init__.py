@@ -1,0 +1,1 @@
+"""Diagnostics: statistics that explain a finder's behaviour rather than score it."""
