@@ -111,6 +111,9 @@ class TrainConfig(ComponentConfig):
     channels_last: bool = False
     # device: auto = cuda when available
     device: Literal["auto", "cpu", "cuda"] = "auto"
+    # torch intra-op CPU threads (None = torch's default, one per core); on a shared machine use
+    # at most the free cores, since oversubscribed threads spin and slow training down sharply
+    cpu_threads: int | None = Field(default=None, ge=1)
     # data-loader worker processes
     num_workers: int = Field(default=0, ge=0)
     # start from the model weights of another run's checkpoint (fine-tuning, the "v4" protocol);

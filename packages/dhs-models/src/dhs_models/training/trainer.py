@@ -98,6 +98,8 @@ class Trainer:
             raise UserError("train.device = 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
         self.device = torch.device(want, self.rank % max(1, torch.cuda.device_count())) if want == "cuda" \
             else torch.device("cpu")
+        if config.cpu_threads is not None:
+            torch.set_num_threads(config.cpu_threads)
         self.amp_dtype = self._amp_dtype()
         self.model = model.to(self.device)
         if config.channels_last:
