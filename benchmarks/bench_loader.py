@@ -1,19 +1,22 @@
 """Loader throughput: per-file npz vs packed .npy shards, and memory while iterating shards.
 
     python benchmarks/bench_loader.py --quick     # < 1 minute
-    python benchmarks/bench_loader.py             # 10k cutouts for speed, 100k for memory
+    python benchmarks/bench_loader.py             # 10k cutouts for speed, 100k (~4.6 GiB) for memory
 
-Throughput: one shuffled epoch of CutoutDataset (101 px, batch 64) through a torch DataLoader
-with num_workers 0 and 2, for the same cutouts stored as one .npz per file and as shards.
-Memory: every cutout of a large shard store is read in order while the process RSS and the
-tracemalloc peak are sampled; with memory-mapped shards and a bounded set of open maps the
-RSS stays flat instead of growing with the number of cutouts read.
+Throughput: shuffled, augmented epochs of CutoutDataset (101 px, batch 64) through a torch
+DataLoader with num_workers 0 and 2, for the same cutouts stored as one .npz per file and as
+shards, with identical loader settings (``collate_fn=dhs_data.datasets.collate``, the batched
+``__getitems__`` path for both stores; npz reads its files one by one within it).
+Memory: every cutout of a large shard store (64 px; 100k cutouts in the full run) is read key by
+key and then through one shuffled loader epoch while the process RSS (split into anonymous and
+mapped-file pages) is sampled; with memory-mapped shards and a bounded set of open maps the RSS
+stays flat instead of growing with the number of cutouts read. The store lives in a temporary
+directory that is deleted at the end.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import tempfile
 import time
 import tracemalloc
@@ -22,14 +25,20 @@ from pathlib import Path
 import numpy as np
 from torch.utils.data import DataLoader
 
-from dhs_data.datasets import CutoutDataset
+from dhs_data.datasets import CutoutDataset, collate
 from dhs_data.manifest import write_manifest
 from dhs_data.stores import ShardStore, ShardWriter, write_npz, write_store_json
 
 
-def rss_mb() -> float:
-    with open("/proc/self/statm") as fh:
-        return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE") / 2**20
+def rss_mb() -> dict[str, float]:
+    """Resident memory of this process (MiB): total, anonymous (heap) and file-backed (mapped shards)."""
+    out = {}
+    with open("/proc/self/status") as fh:
+        for line in fh:
+            for key, name in (("VmRSS:", "rss"), ("RssAnon:", "anon"), ("RssFile:", "file")):
+                if line.startswith(key):
+                    out[name] = int(line.split()[1]) / 1024
+    return out
 
 
 def build(root: Path, n: int, stamp: int, fmt: str) -> None:
@@ -45,37 +54,66 @@ def build(root: Path, n: int, stamp: int, fmt: str) -> None:
         return
     with ShardWriter(root / "shards", stamp, shard_size=1024) as w:
         for start in range(0, n, 1024):
-            block = rng.normal(0, 0.01, (min(1024, n - start), 3, stamp, stamp)).astype(np.float32)
+            block = rng.standard_normal((min(1024, n - start), 3, stamp, stamp), dtype=np.float32) * 0.01
             for j, a in enumerate(block):
                 w.add(keys[start + j], a)
     write_store_json(root, format="shards", root="shards", stamp=stamp)
 
 
-def throughput(root: Path, workers: int) -> float:
+def throughput(root: Path, workers: int, min_seconds: float) -> float:
+    """Samples/s of shuffled, augmented epochs (batch 64) until ``min_seconds`` have been timed.
+
+    The same loader settings for every store: ``collate_fn=collate`` (both stores take the
+    batched ``__getitems__`` path; npz reads its files one by one there), persistent workers, a
+    new shuffle and augmentation per epoch. Only the first batch is untimed (worker start-up).
+    """
     ds = CutoutDataset(root, split="train", augment=True)
-    loader = DataLoader(ds, batch_size=64, shuffle=True, num_workers=workers)
-    it = iter(loader)
-    next(it)  # worker start-up is not loading
-    t0, n = time.perf_counter(), 0
-    for batch in it:
-        n += batch["image"].shape[0]
+    loader = DataLoader(ds, batch_size=64, shuffle=True, num_workers=workers, collate_fn=collate,
+                        persistent_workers=workers > 0)
+    epoch, n, t0 = 0, 0, None
+    while t0 is None or time.perf_counter() - t0 < min_seconds:
+        ds.set_epoch(epoch)
+        for batch in loader:
+            if t0 is None:
+                t0 = time.perf_counter()  # worker start-up is not loading
+                continue
+            n += batch["image"].shape[0]
+        epoch += 1
     return n / (time.perf_counter() - t0)
 
 
 def memory(root: Path, n: int) -> dict:
+    """RSS while reading every cutout of a shard store: key by key, then one shuffled loader epoch.
+
+    Half-way and final peaks are compared: once ``max_open`` shards are mapped the footprint is
+    at its bound, so a flat profile means nothing accumulates with the number of cutouts read.
+    """
     store = ShardStore(root / "shards")
     keys = store.keys()
     tracemalloc.start()
-    samples = []
+    seq = []
     for i, k in enumerate(keys):
         store.get(k)
         if i % 1000 == 0:
-            samples.append(rss_mb())
+            seq.append(rss_mb())
     peak_py = tracemalloc.get_traced_memory()[1] / 2**20
     tracemalloc.stop()
-    # once max_open shards are mapped the footprint is at its bound: compare half-way with the end
-    early = max(samples[: max(1, len(samples) // 2)])
-    return {"n": n, "rss_early_mb": early, "rss_peak_mb": max(samples), "tracemalloc_peak_mb": peak_py}
+    ds = CutoutDataset(root, split="train", augment=True)
+    loader = DataLoader(ds, batch_size=256, shuffle=True, num_workers=0, collate_fn=collate)
+    shuffled, seen, t0 = [], 0, time.perf_counter()
+    for j, batch in enumerate(loader):
+        seen += batch["image"].shape[0]
+        if j % 4 == 0:
+            shuffled.append(rss_mb())
+    rate = seen / (time.perf_counter() - t0)
+    assert seen == n
+    out = {"n": n, "tracemalloc_peak_mb": peak_py, "shuffled_rate": rate}
+    for name, samples in (("seq", seq), ("shuffled", shuffled)):
+        half = samples[: max(1, len(samples) // 2)]
+        for kind in ("rss", "anon", "file"):
+            out[f"{name}_{kind}_half"] = max(x[kind] for x in half)
+            out[f"{name}_{kind}_peak"] = max(x[kind] for x in samples)
+    return out
 
 
 def main() -> None:
@@ -84,20 +122,26 @@ def main() -> None:
     args = ap.parse_args()
     n_speed = 1500 if args.quick else 10000
     n_mem = 10000 if args.quick else 100000
+    min_seconds = 3.0 if args.quick else 10.0
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         for fmt in ("npz", "shards"):
             (tmp / fmt).mkdir()
             build(tmp / fmt, n_speed, 101, fmt)
-        rates = {(fmt, w): throughput(tmp / fmt, w) for w in (0, 2) for fmt in ("npz", "shards")}
+        rates = {(fmt, w): throughput(tmp / fmt, w, min_seconds) for w in (0, 2) for fmt in ("npz", "shards")}
         for (fmt, w), r in rates.items():
             print(f"{fmt:7s} 101 px num_workers={w}: {r:9.0f} samples/s")
         (tmp / "big").mkdir()
         build(tmp / "big", n_mem, 64, "shards")
         mem = memory(tmp / "big", n_mem)
-        print(f"memory: {mem['n']} cutouts (64 px, {mem['n'] * 3 * 64 * 64 * 4 / 2**30:.1f} GiB of shards): RSS peak over "
-              f"first half {mem['rss_early_mb']:.0f} MiB, over all {mem['rss_peak_mb']:.0f} MiB; "
-              f"tracemalloc peak {mem['tracemalloc_peak_mb']:.1f} MiB")
+        gib = mem["n"] * 3 * 64 * 64 * 4 / 2**30
+        print(f"memory: {mem['n']} cutouts, 64 px, {gib:.1f} GiB of shards; tracemalloc peak "
+              f"{mem['tracemalloc_peak_mb']:.1f} MiB (key by key)")
+        for name, what in (("seq", "key by key (store.get)"), ("shuffled", "shuffled loader epoch, batch 256")):
+            print(f"  {what}: RSS peak first half / all {mem[name + '_rss_half']:.0f} / {mem[name + '_rss_peak']:.0f} "
+                  f"MiB (anonymous {mem[name + '_anon_half']:.0f} / {mem[name + '_anon_peak']:.0f}, mapped shard "
+                  f"pages {mem[name + '_file_half']:.0f} / {mem[name + '_file_peak']:.0f})")
+        print(f"  shuffled epoch over the {gib:.1f} GiB store: {mem['shuffled_rate']:.0f} samples/s")
     ratios = {w: rates[("shards", w)] / rates[("npz", w)] for w in (0, 2)}
     print(f"ratio num_workers=0: {ratios[0]:.1f}x, num_workers=2: {ratios[2]:.1f}x")
     print(f"loader: ratio {min(ratios.values()):.1f} (shards vs per-file npz samples/s, 101 px, worse of num_workers 0/2)")

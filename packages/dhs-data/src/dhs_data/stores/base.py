@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Callable, Sequence
 
 import numpy as np
 
@@ -19,6 +20,10 @@ from dhs_core.errors import DhsError, UserError
 #: reasons a cutout is excluded, as written to data_report.json
 REASONS = ("missing", "truncated", "unreadable", "non_finite", "wrong_shape", "outside_root")
 BANDS = ("g", "r", "z")
+#: ``view(block, code)``: a same-shape view of a cutout or block of cutouts (e.g. a dihedral transform)
+ViewFn = Callable[[np.ndarray, int], np.ndarray]
+#: ``alloc(shape)``: a writable float32 array to fill (e.g. backed by shared memory)
+AllocFn = Callable[[tuple[int, ...]], np.ndarray]
 
 
 class CutoutError(DhsError):
@@ -65,3 +70,34 @@ def check_cutout(key: str, array: np.ndarray, stamp: int | None = None) -> np.nd
         bad = int(np.size(out) - np.isfinite(out).sum())
         raise CutoutError(key, "non_finite", f"{bad} NaN/inf pixel(s)")
     return out
+
+
+def gather(
+    get: Callable[[str], np.ndarray],
+    keys: Sequence[str],
+    *,
+    codes: Sequence[int] | np.ndarray | None = None,
+    view: ViewFn | None = None,
+    alloc: AllocFn | None = None,
+) -> np.ndarray:
+    """``(N, 3, H, W)`` float32 batch of ``keys`` read one by one with ``get`` (the generic ``get_many``).
+
+    ``view(cutout, codes[j])`` (e.g. a dihedral transform) is applied on the way into the batch,
+    so it costs no extra copy; ``alloc(shape)`` provides the output (e.g. in shared memory).
+    Every cutout must have the same shape, else :class:`CutoutError` ``wrong_shape``.
+    """
+    alloc = alloc or _empty
+    out: np.ndarray | None = None
+    for j, key in enumerate(keys):
+        cutout = get(key)
+        if out is None:
+            out = alloc((len(keys), *cutout.shape))
+        elif cutout.shape != out.shape[1:]:
+            raise CutoutError(key, "wrong_shape", f"shape {cutout.shape}; the other cutouts of this batch are "
+                                                  f"{out.shape[1:]} (a store holds one stamp size)")
+        out[j] = cutout if view is None else view(cutout, int(codes[j]))  # type: ignore[index]
+    return out if out is not None else alloc((0, len(BANDS), 0, 0))
+
+
+def _empty(shape: tuple[int, ...]) -> np.ndarray:
+    return np.empty(shape, np.float32)

@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 from astropy.io import fits
 
-from dhs_data.stores.base import BANDS, CutoutError, check_cutout, cutout_path
+from dhs_data.stores.base import BANDS, AllocFn, CutoutError, ViewFn, check_cutout, cutout_path, gather
 
 
 def write_fits(root: str | Path, key: str, cutout: np.ndarray, *, bands: str = "grz") -> Path:
@@ -42,6 +43,11 @@ class FitsStore:
 
     def path(self, key: str) -> Path:
         return cutout_path(self.root, key)
+
+    def get_many(self, keys: Sequence[str], *, codes: Sequence[int] | np.ndarray | None = None,
+                 view: ViewFn | None = None, alloc: AllocFn | None = None) -> np.ndarray:
+        """``(N, 3, H, W)`` batch of ``keys``, one file at a time (see :func:`~dhs_data.stores.base.gather`)."""
+        return gather(self.get, keys, codes=codes, view=view, alloc=alloc)
 
     def get(self, key: str) -> np.ndarray:
         path = self.path(key)

@@ -11,6 +11,11 @@ computable offset, so a read is a page-cache copy with no per-file open, zip par
 decompression; ``benchmarks/bench_loader.py`` measures it against per-file npz. Readers map
 at most :attr:`ShardStore.max_open` shards at a time (least recently used are unmapped), so
 resident memory stays bounded however large the store is — nothing is loaded up front.
+
+:meth:`ShardStore.get_many` is the fast path for a batch: the keys are grouped by shard (and by
+the caller's per-sample transform code), each group is one fancy-index of the shard's memory map
+written straight into the output batch through the transform's view — one copy per cutout, no
+per-cutout Python work beyond an index lookup.
 """
 
 from __future__ import annotations
@@ -18,15 +23,18 @@ from __future__ import annotations
 import zlib
 from collections import OrderedDict
 from pathlib import Path
+from typing import Sequence
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dhs_core import io
-from dhs_data.stores.base import CutoutError, check_cutout
+from dhs_data.stores.base import AllocFn, CutoutError, ViewFn, check_cutout
 
 INDEX = "index.parquet"
+#: cutouts per copy in ShardStore.get_many (8 x 101 px x 3 bands x 4 B = 1 MB, about an L2 cache)
+_CHUNK = 8
 
 
 def shard_name(i: int) -> str:
@@ -165,7 +173,9 @@ class ShardStore:
         if not path.is_file():
             raise CutoutError(key, "missing", f"shard file {path} is missing")
         try:
-            m = np.load(path, mmap_mode="r", allow_pickle=False)
+            # a plain ndarray view of the np.memmap (which it keeps alive): np.memmap's per-index
+            # subclass bookkeeping is measurable on the batched path
+            m = np.asarray(np.load(path, mmap_mode="r", allow_pickle=False))
         except (ValueError, OSError) as exc:  # a short file cannot be mapped to its header's shape
             raise CutoutError(key, "truncated", f"shard {path.name}: {exc}") from exc
         self._maps[shard] = m
@@ -186,3 +196,58 @@ class ShardStore:
         if verify and zlib.crc32(arr.tobytes()) != int(self._crc[i]):
             raise CutoutError(key, "unreadable", "checksum mismatch against the shard index")
         return check_cutout(key, arr, self.stamp)
+
+    def get_many(self, keys: Sequence[str], *, codes: Sequence[int] | np.ndarray | None = None,
+                 view: ViewFn | None = None, alloc: AllocFn | None = None) -> np.ndarray:
+        """``(N, 3, H, W)`` float32 batch of ``keys``, in order; raises :class:`CutoutError` like :meth:`get`.
+
+        ``view(block, code)`` is applied to each group of cutouts sharing ``codes[j]`` as they are
+        copied out of the shard (``dhs_data.augment.dihedral_view``); ``alloc(shape)`` provides the
+        output array (the dataset passes shared memory inside loader workers).
+        """
+        n = len(keys)
+        try:
+            pos = np.fromiter((self._pos[k] for k in keys), np.int64, n)
+        except KeyError as exc:
+            raise CutoutError(str(exc.args[0]), "missing", "not in the shard index") from None
+        shard, row = self._shard[pos].astype(np.int64), self._row[pos].astype(np.int64)
+        code = np.zeros(n, np.int64) if codes is None else np.asarray(codes, np.int64)
+        # shard-major groups, so each shard is mapped once per batch however small max_open is
+        group = shard * (int(code.max(initial=0)) + 1) + code
+        order = np.argsort(group, kind="stable")
+        starts = np.flatnonzero(np.diff(group[order], prepend=-1))
+        ends = np.append(starts[1:], n)
+        out: np.ndarray | None = None
+        # groups are cut into chunks of a few cutouts so the intermediate block stays in cache
+        # between its copy out of the map and its copy into the batch (measured ~1.4x faster)
+        bounds = [(a, min(a + _CHUNK, end)) for start, end in zip(starts.tolist(), ends.tolist())
+                  for a in range(start, end, _CHUNK)]
+        for start, end in bounds:
+            sel = order[start:end]
+            first = keys[int(sel[0])]
+            m = self._map(int(shard[sel[0]]), first)
+            rows = row[sel]
+            if int(rows.max()) >= m.shape[0]:
+                bad = int(sel[int(np.argmax(rows >= m.shape[0]))])
+                raise CutoutError(keys[bad], "truncated", f"row {int(row[bad])} beyond shard length {m.shape[0]}")
+            if out is None:
+                shape = tuple(m.shape[1:])
+                if len(shape) != 3 or shape[0] != 3 or (self.stamp is not None and shape[1:] != (self.stamp,) * 2):
+                    raise CutoutError(first, "wrong_shape", f"shard holds {shape}; expected (3, {self.stamp}, {self.stamp})")
+                out = (alloc or _empty)((n, *shape))
+            elif tuple(m.shape[1:]) != out.shape[1:]:
+                raise CutoutError(first, "wrong_shape", f"shard holds {tuple(m.shape[1:])}; others {out.shape[1:]}")
+            block = m[rows]
+            out[sel] = block if view is None else view(block, int(code[sel[0]]))
+        if out is None:
+            return (alloc or _empty)((0, 3, self.stamp or 0, self.stamp or 0))
+        # the same finiteness test as check_cutout, one pass over the batch
+        sums = out.reshape(n, -1).sum(axis=1)
+        if not np.isfinite(sums).all():
+            bad = int(np.flatnonzero(~np.isfinite(sums))[0])
+            raise CutoutError(keys[bad], "non_finite", f"{int(out[bad].size - np.isfinite(out[bad]).sum())} NaN/inf pixel(s)")
+        return out
+
+
+def _empty(shape: tuple[int, ...]) -> np.ndarray:
+    return np.empty(shape, np.float32)
