@@ -89,8 +89,13 @@ def overhead(args) -> float:
         trainer_epoch(trainer, 0)
         bare, ours = [], []
         for rep in range(2 if args.quick else 4):
-            bare.append(bare_epoch(model, data, batch, bare_opt))
-            ours.append(trainer_epoch(trainer, rep + 1))
+            # alternate which goes first, so drifting load on a shared machine hits both equally
+            if rep % 2:
+                ours.append(trainer_epoch(trainer, rep + 1))
+                bare.append(bare_epoch(model, data, batch, bare_opt))
+            else:
+                bare.append(bare_epoch(model, data, batch, bare_opt))
+                ours.append(trainer_epoch(trainer, rep + 1))
     b, o = max(bare), max(ours)
     print(f"bottlenecked_resnet {px}px batch {batch}: bare loop {b:.1f} samples/s, Trainer {o:.1f} samples/s "
           f"(best of {len(bare)} epochs of {n} samples each)")
