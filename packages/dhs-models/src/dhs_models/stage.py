@@ -44,6 +44,23 @@ def write_scores(path: Path, rows: list[tuple[str, str, float]]) -> None:
         pq.write_table(table, tmp)
 
 
+def _init_distributed() -> None:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    import os
+
+    import torch.distributed as dist
+
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and dist.is_available() and not dist.is_initialized():
+        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+
+
+def _barrier() -> None:
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        dist.barrier()
+
+
 class TrainStage(Stage):
     """Train a lens finder; checkpoints, per-epoch metrics and val/test scores."""
 
@@ -62,6 +79,7 @@ class TrainStage(Stage):
         from dhs_data.datasets import CutoutDataset
 
         spec, cfg = ctx.spec, ctx.spec.train
+        _init_distributed()
         data_dir = ctx.run_dir / "data"
         preprocess = getattr(spec, "preprocess", None)
         metadata = getattr(spec.model, "metadata", None)
@@ -86,6 +104,7 @@ class TrainStage(Stage):
         )
         last = trainer.fit(resume=True)
         if not trainer.is_main:
+            _barrier()  # wait for rank 0 to write scores.parquet, so every rank sees the outputs
             return {}
         best = load_checkpoint(ctx.stage_dir / "best.pt", what="best checkpoint")
         model = build_from_section(spec.model)
@@ -103,6 +122,7 @@ class TrainStage(Stage):
             probs = torch.sigmoid(pred["logits"].double()).numpy()
             rows += [(g, split, float(p)) for g, p in zip(pred["galaxy_id"], probs)]
         write_scores(ctx.stage_dir / "scores.parquet", rows)
+        _barrier()
         out = {"best_epoch": float(best["epoch"] + 1), f"best_{cfg.monitor}": float(best["best_metric"])}
         out.update({k: float(v) for k, v in (best.get("metrics") or {}).items()
                     if k.startswith("val_") and isinstance(v, (int, float)) and np.isfinite(v)})
