@@ -27,3 +27,10 @@ def register_injectors(register):
 
     register("model1", model1, config=Model1Config)
     register("model2", model2, config=Model2Config)
+
+
+@hookimpl
+def register_stages(register):
+    from dhs_inject.selection.stage import SelectionFunctionStage
+
+    register("selection_function", SelectionFunctionStage())

@@ -1,0 +1,1 @@
+"""The selection-function stage: injection-recovery completeness on a theta_E x PSF x depth x source-mag grid."""

@@ -1,0 +1,164 @@
+"""One grid cell of the selection function: draw arcs into its hosts, score them, write one file.
+
+A :class:`CellTask` carries only paths, plain dicts and host lists, so it pickles to executor
+workers; the model is loaded lazily in the worker (:func:`dhs_inject.selection.scoring.load_model`).
+The cell's output is one parquet file, written atomically: one row per validly scored
+injection (score, drawn parameters, host) and, in the schema metadata, the cell's counts.
+Detection is decided later from the stored scores, so a new threshold needs no re-scoring.
+
+Counting: every attempt to place an arc in a host is either an ``n_ok`` injection (finite image,
+finite score) or an ``n_failed`` attempt with a reason — the injector's own reasons (e.g.
+``host_nonfinite``, ``host_not_lrg``, ``nonfinite_result``; it retries a failed host on a new
+one), ``host_unreadable`` (the store could not read the host) and ``nonfinite_score`` (the model
+returned NaN). Failed attempts are never scored, and a NaN score is never a non-detection.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from dhs_core import plugins
+from dhs_core.errors import UserError
+from dhs_core.io import atomic_path
+from dhs_inject.selection.scoring import build_preprocess, load_model, score_images
+
+#: parquet schema-metadata key holding a cell's definition and counts
+META_KEY = b"dhs_selection_cell"
+#: drawn parameters copied to the per-injection rows (when the injector reports them)
+PARAMS = ("theta_e", "src_r_mag", "beta_frac", "src_r_e", "src_n", "lens_q", "gamma_ext", "n_clumps")
+
+
+@dataclass(frozen=True)
+class CellTask:
+    """Everything a worker needs for one cell (picklable: no models, no open files)."""
+
+    output: str  # per-cell parquet; the executor skips the task when it exists
+    cell: dict[str, Any]  # cell_id, theta_e, source_mag_lo/hi and the bin definition
+    data_dir: str  # run_dir/data (manifest + cutout store)
+    checkpoint: str  # train/best.pt
+    preprocess: dict[str, Any] | None  # resolved [preprocess] section, None = raw cutouts
+    injector: dict[str, Any]  # resolved injector config incl. name (prior replaced per cell)
+    host_keys: list[str] = field(default_factory=list)  # cutout_path of each host slot
+    host_meta: dict[str, list] = field(default_factory=dict)  # per-slot manifest columns
+    batch_size: int = 64  # injection slots rendered and scored together
+    seed: int = 0  # ctx.seed_for(cell_id)
+
+
+def cell_injector_config(injector: dict[str, Any], theta_e: float, mag_lo: float, mag_hi: float):
+    """(component, config) of the injector with its prior pinned to the cell's theta_E and magnitude bin."""
+    options = dict(injector)
+    name = options.pop("name")
+    comp = plugins.get("injector", str(name), where="selection_function.injector.name")
+    if "prior" not in comp.Config.model_fields:
+        raise UserError(f"selection_function.injector {name!r} has no 'prior' option, so the grid cannot set "
+                        "theta_e and the source magnitude per cell; use an injector built on dhs_inject's "
+                        "InjectorConfig (model1, model2)")
+    prior = {**dict(options.get("prior") or {}), "theta_e": (theta_e, theta_e), "src_r_mag": (mag_lo, mag_hi)}
+    return comp, comp.Config(**{**options, "prior": prior})
+
+
+def _read_hosts(store, keys: list[str]) -> tuple[np.ndarray | None, np.ndarray]:
+    """(hosts, readable mask); hosts hold only readable cutouts."""
+    from dhs_data.stores.base import CutoutError
+
+    try:
+        return store.get_many(keys), np.ones(len(keys), bool)
+    except CutoutError:
+        good, arrays = [], []
+        for key in keys:
+            try:
+                arrays.append(store.get(key))
+                good.append(True)
+            except CutoutError:
+                good.append(False)
+        return (np.stack(arrays) if arrays else None), np.asarray(good, bool)
+
+
+def run_cell(task: CellTask) -> dict[str, Any]:
+    """Inject, score and write one cell; returns its counts."""
+    from dhs_data.stores import open_store
+
+    cell = task.cell
+    comp, cfg = cell_injector_config(task.injector, cell["theta_e"], cell["source_mag_lo"], cell["source_mag_hi"])
+    injector = comp.impl(cfg)
+    model, meta_columns = load_model(task.checkpoint)
+    preprocess = build_preprocess(task.preprocess)
+    missing = [c for c in meta_columns if c not in task.host_meta]
+    if missing:
+        raise UserError(f"the model fuses metadata columns {missing} that the manifest lacks")
+    store = open_store(task.data_dir)
+    rng = np.random.default_rng(task.seed)
+    failures: dict[str, int] = {}
+    rows: dict[str, list] = {}
+    n_requested = len(task.host_keys)
+    for start in range(0, n_requested, task.batch_size):
+        keys = task.host_keys[start:start + task.batch_size]
+        meta = {k: np.asarray(v[start:start + task.batch_size]) for k, v in task.host_meta.items()}
+        hosts, readable = _read_hosts(store, keys)
+        if not readable.all():
+            failures["host_unreadable"] = failures.get("host_unreadable", 0) + int((~readable).sum())
+            meta = {k: v[readable] for k, v in meta.items()}
+        if hosts is None:
+            continue
+        batch = injector.inject(hosts, meta, rng)
+        for reason, count in batch.failures.items():
+            failures[reason] = failures.get(reason, 0) + int(count)
+        _check_cell_parameters(batch.params, cell, comp.name)
+        finite = np.isfinite(batch.images).reshape(len(batch.images), -1).all(1)
+        if not finite.all():  # an injector that breaks its protocol still never gets NaNs scored
+            failures["nonfinite_result"] = failures.get("nonfinite_result", 0) + int((~finite).sum())
+        images, host = batch.images[finite], batch.host_index[finite]
+        model_meta = (np.stack([meta[c][host].astype(np.float32) for c in meta_columns], 1)
+                      if meta_columns else None)
+        scores = score_images(model, images, preprocess=preprocess, meta=model_meta, batch_size=task.batch_size)
+        valid = np.isfinite(scores)
+        if not valid.all():
+            failures["nonfinite_score"] = failures.get("nonfinite_score", 0) + int((~valid).sum())
+        keep = np.flatnonzero(finite)[valid]
+        _append(rows, "galaxy_id", meta["galaxy_id"][batch.host_index[keep]].astype(str))
+        _append(rows, "psfsize_r", meta["psfsize_r"][batch.host_index[keep]].astype(float))
+        _append(rows, "psfdepth_r", meta["psfdepth_r"][batch.host_index[keep]].astype(float))
+        _append(rows, "score", scores[valid])
+        _append(rows, "arc_snr", batch.arc_snr[keep].astype(float))
+        _append(rows, "magnification", batch.magnification[keep].astype(float))
+        _append(rows, "injected_flux_r", batch.injected_flux[keep, 1].astype(float))
+        for name in PARAMS:
+            if name in batch.params:
+                _append(rows, name, np.asarray(batch.params[name])[keep].astype(float))
+    n_ok = len(rows.get("score", []))
+    counts = {"n_requested": n_requested, "n_ok": n_ok, "n_failed": int(sum(failures.values())),
+              "n_attempted": n_ok + int(sum(failures.values())), "failures": failures}
+    table = pa.table({k: pa.array(v) for k, v in rows.items()} if rows else {"score": pa.array([], pa.float64())})
+    table = table.replace_schema_metadata({META_KEY: json.dumps({"cell": cell, **counts}).encode()})
+    Path(task.output).parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(task.output) as tmp:
+        pq.write_table(table, tmp)
+    return counts
+
+
+def _append(rows: dict[str, list], key: str, values: np.ndarray) -> None:
+    rows.setdefault(key, []).extend(values.tolist())
+
+
+def _check_cell_parameters(params: dict[str, np.ndarray], cell: dict[str, Any], name: str) -> None:
+    """Refuse an injector that ignores the prior the grid set (its injections would land in the wrong cell)."""
+    theta_e = np.asarray(params.get("theta_e", []), float)
+    mag = np.asarray(params.get("src_r_mag", []), float)
+    if theta_e.size and not np.allclose(theta_e, cell["theta_e"], rtol=0, atol=1e-9):
+        raise UserError(f"injector {name!r} drew theta_e outside cell {cell['cell_id']} (theta_e = {cell['theta_e']}); "
+                        "an injector used by the selection function must draw from its prior")
+    if mag.size and ((mag < cell["source_mag_lo"] - 1e-9).any() or (mag > cell["source_mag_hi"] + 1e-9).any()):
+        raise UserError(f"injector {name!r} drew source magnitudes outside cell {cell['cell_id']}")
+
+
+def read_cell(path: str | Path) -> tuple[dict[str, Any], pa.Table]:
+    """(definition and counts, per-injection rows) of a finished cell file."""
+    table = pq.read_table(path)
+    return json.loads(table.schema.metadata[META_KEY]), table

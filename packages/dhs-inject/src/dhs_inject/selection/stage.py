@@ -1,0 +1,205 @@
+"""The ``selection_function`` stage (contract 9): injection-recovery completeness on a grid.
+
+Cells are theta_E x host PSF bin x host depth bin x source magnitude bin. Each cell is one
+executor task writing ``selection_function/cells/<cell_id>-<digest>.parquet``; the digest hashes
+everything that determines the cell (its definition, injector config, hosts, checkpoint SHA-256,
+preprocessor, batch size, seed), so a killed run resumes per finished cell while a changed input
+never reuses a stale cell. Detection (score >= threshold) is applied when aggregating, from the
+stored scores, into ``cells.parquet``; ``meta.json`` records the threshold and every count.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+
+from dhs_core import Section, Stage, StageContext
+from dhs_core.errors import UserError
+from dhs_core.io import atomic_path, sha256_file, write_json
+from dhs_inject.__about__ import __version__
+from dhs_inject.selection import grid as grids
+from dhs_inject.selection import plots
+from dhs_inject.selection.cell import CellTask, cell_injector_config, read_cell, run_cell
+from dhs_inject.selection.config import SelectionFunctionConfig
+from dhs_inject.selection.scoring import read_checkpoint
+from dhs_inject.selection.statistics import completeness_posterior, fixed_threshold, threshold_at_fpr
+
+#: manifest columns handed to the injector with each host
+HOST_COLUMNS = ("galaxy_id", "psfsize_r", "psfdepth_r", "type_bin")
+
+
+def _dump(section: Any) -> dict[str, Any] | None:
+    return None if section is None else section.model_dump(mode="json")
+
+
+def select_hosts(manifest: pa.Table, cfg: SelectionFunctionConfig, source: str) -> pa.Table:
+    """Non-lens cutouts of ``host_split`` (and ``host_pools``) with finite observing conditions."""
+    splits = sorted(set(manifest.column("split").drop_null().to_pylist()))
+    if cfg.host_split not in splits:
+        raise UserError(f"selection_function.host_split = {cfg.host_split!r}: {source} has no such split; "
+                        f"splits present: {', '.join(splits)}")
+    mask = pc.and_(pc.equal(manifest.column("split"), cfg.host_split), pc.equal(manifest.column("label"), 0))
+    if cfg.host_pools is not None:
+        mask = pc.and_(mask, pc.is_in(manifest.column("pool"), pa.array(cfg.host_pools, pa.string())))
+    hosts = manifest.filter(mask)
+    if hosts.num_rows == 0:
+        raise UserError(f"selection_function: no non-lens cutouts in split {cfg.host_split!r}"
+                        + (f" with pool in {cfg.host_pools}" if cfg.host_pools else "") + f" in {source}")
+    return hosts
+
+
+def detection_threshold(cfg: SelectionFunctionConfig, run_dir: Path, manifest: pa.Table):
+    if cfg.threshold is not None:
+        return fixed_threshold(cfg.threshold)
+    scores = pq.read_table(run_dir / "train" / "scores.parquet")
+    scores = scores.filter(pc.equal(scores.column("split"), cfg.threshold_split))
+    label = dict(zip(manifest.column("galaxy_id").to_pylist(), manifest.column("label").to_pylist()))
+    neg = np.array([s for g, s in zip(scores.column("galaxy_id").to_pylist(),
+                                      scores.column("score").to_numpy(zero_copy_only=False)) if label.get(g) == 0],
+                   dtype=np.float64)
+    thr = threshold_at_fpr(neg, cfg.target_fpr)
+    if thr.n_valid == 0:
+        raise UserError(f"selection_function.target_fpr: train/scores.parquet has no validly scored negatives in "
+                        f"split {cfg.threshold_split!r}; set threshold_split to a split with negatives or give "
+                        "a fixed threshold")
+    return thr
+
+
+class SelectionFunctionStage(Stage):
+    """Inject arcs into real hosts cell by cell, score them with best.pt, report completeness."""
+
+    name = "selection_function"
+    sections = {"selection_function": Section(SelectionFunctionConfig,
+                                              description="injection-recovery grid (theta_E x PSF x depth x source mag)")}
+    trigger = "selection_function"
+    needs = ("train/best.pt", "data/manifest.parquet", "train/scores.parquet")
+    produces = ("selection_function/cells.parquet", "selection_function/meta.json")
+    inputs = ("data", "preprocess", "model", "train")
+    after = ("train", "evaluate")
+
+    def run(self, ctx: StageContext) -> dict[str, float]:
+        from dhs_data.manifest import read_manifest
+
+        cfg: SelectionFunctionConfig = ctx.spec.selection_function
+        data_dir, checkpoint = ctx.run_dir / "data", ctx.path("train/best.pt")
+        preprocess = _dump(getattr(ctx.spec, "preprocess", None))
+        ckpt = read_checkpoint(checkpoint)
+        if "preprocess" in ckpt and ckpt["preprocess"] != preprocess:
+            raise UserError(f"{checkpoint} was trained with preprocess {ckpt['preprocess']!r} but the spec's "
+                            f"[preprocess] is {preprocess!r}; injections must be preprocessed as in training")
+        injector = _dump(cfg.injector)
+        cell_injector_config(injector, cfg.theta_e.start, cfg.source_mag_edges[0], cfg.source_mag_edges[1])
+        manifest = read_manifest(data_dir / "manifest.parquet")
+        hosts = select_hosts(manifest, cfg, str(data_dir / "manifest.parquet"))
+        psf = hosts.column("psfsize_r").to_numpy(zero_copy_only=False).astype(float)
+        depth = hosts.column("psfdepth_r").to_numpy(zero_copy_only=False).astype(float)
+        grid = grids.build_grid(cfg, psf, depth)
+        fusion = ckpt["architecture"].get("metadata") or {}
+        fused = tuple(fusion.get("columns", ())) if isinstance(fusion, dict) else ()
+        columns = {c: hosts.column(c).to_numpy(zero_copy_only=False) for c in (*HOST_COLUMNS, *fused)}
+        keys = np.asarray(hosts.column("cutout_path").to_pylist(), dtype=object)
+        cell_dir = ctx.stage_dir / "cells"
+        common = {"ckpt": sha256_file(checkpoint), "preprocess": preprocess, "injector": injector,
+                  "batch_size": cfg.batch_size, "dhs_inject": __version__}
+        tasks, n_hosts = [], {}
+        for cell in grid.cells():
+            candidates = grid.hosts_in(cell)
+            n_hosts[cell["cell_id"]] = int(candidates.size)
+            chosen = grids.draw_hosts(candidates, cfg.per_cell, ctx.seed_for(cell["cell_id"], "hosts"))
+            task_keys = keys[chosen].tolist()
+            seed = ctx.seed_for(cell["cell_id"])
+            digest = grids.task_digest({**common, "cell": cell, "hosts": task_keys, "seed": seed})
+            tasks.append(CellTask(
+                output=str(cell_dir / f"{cell['cell_id']}-{digest}.parquet"), cell=cell, data_dir=str(data_dir),
+                checkpoint=str(checkpoint), preprocess=preprocess, injector=injector, host_keys=task_keys,
+                host_meta={c: v[chosen].tolist() for c, v in columns.items()}, batch_size=cfg.batch_size, seed=seed))
+        empty = [c for c, n in n_hosts.items() if n == 0]
+        if empty:
+            ctx.log(f"selection_function: {len(empty)} cells have no host in their PSF x depth bin "
+                    f"(completeness not defined there), e.g. {empty[0]}")
+        ctx.executor.map(run_cell, tasks, progress=ctx.progress, desc="selection-function cells")
+        stats = dict(getattr(ctx.executor, "last_stats", {}) or {})
+        ctx.log(f"selection_function: {stats.get('run', '?')} cells computed, {stats.get('skipped', '?')} reused")
+        keep = {Path(t.output).name for t in tasks}
+        for stale in cell_dir.glob("*.parquet"):
+            if stale.name not in keep:  # cells of earlier inputs: never mixed into these results
+                stale.unlink()
+        threshold = detection_threshold(cfg, ctx.run_dir, manifest)
+        cells, injections, failures = self._aggregate(tasks, n_hosts, threshold.threshold)
+        with atomic_path(ctx.stage_dir / "cells.parquet") as tmp:
+            pq.write_table(pa.table(cells), tmp)
+        if injections:
+            with atomic_path(ctx.stage_dir / "injections.parquet") as tmp:
+                pq.write_table(pa.concat_tables(injections, promote_options="default"), tmp)
+        total = completeness_posterior(cells["n_detected"].sum(), cells["n_ok"].sum())
+        wide = cells["theta_e"] >= 1.0 - 1e-9
+        total_wide = completeness_posterior(cells["n_detected"][wide].sum(), cells["n_ok"][wide].sum())
+        figures = []
+        if cfg.plots and cells["n_ok"].sum() > 0:
+            title = f"{injector['name']}, score >= {threshold.threshold:.4g}"
+            figures.append(plots.completeness_vs_theta_e(ctx.stage_dir / "completeness_theta_e.png", cells, title).name)
+            figures.append(plots.completeness_heatmap(ctx.stage_dir / "completeness_theta_e_psfsize_r.png", cells,
+                                                      "psfsize_r", title).name)
+        meta = {
+            "threshold": threshold.threshold, "threshold_source": threshold.source,
+            "target_fpr": threshold.target_fpr, "achieved_fpr": threshold.achieved_fpr,
+            "n_valid_negatives": threshold.n_valid, "threshold_split": cfg.threshold_split,
+            "threshold_status": threshold.status, "host_split": cfg.host_split, "per_cell": cfg.per_cell,
+            "n_cells": len(tasks), "n_cells_without_hosts": len(empty),
+            "n_requested": int(cells["n_requested"].sum()), "n_attempted": int(cells["n_attempted"].sum()),
+            "n_ok": int(cells["n_ok"].sum()), "n_failed": int(cells["n_failed"].sum()),
+            "n_detected": int(cells["n_detected"].sum()), "completeness": float(total["completeness"]),
+            "failures_by_reason": failures, "threshold_detail": threshold.as_dict(), "injector": injector,
+            "bins": {"theta_e": grid.theta_e, "psfsize_r_edges": grid.psfsize_r_edges,
+                     "psfdepth_r_edges": grid.psfdepth_r_edges, "source_mag_edges": grid.source_mag_edges},
+            "cells_computed": stats.get("run"), "cells_reused": stats.get("skipped"), "figures": figures,
+        }
+        write_json(ctx.stage_dir / "meta.json", meta)
+        out = {"completeness": float(total["completeness"]), "completeness_theta_e_ge_1": float(total_wide["completeness"]),
+               "threshold": float(threshold.threshold), "n_ok": float(meta["n_ok"]), "n_failed": float(meta["n_failed"])}
+        if threshold.achieved_fpr is not None:
+            out["achieved_fpr"] = float(threshold.achieved_fpr)
+        return out
+
+    @staticmethod
+    def _aggregate(tasks: list[CellTask], n_hosts: dict[str, int], threshold: float):
+        rows: dict[str, list] = {}
+        injections, failures = [], {}
+        for task in tasks:
+            info, table = read_cell(task.output)
+            c = task.cell
+            scores = table.column("score").to_numpy(zero_copy_only=False)
+            detected = scores >= threshold
+            for reason, count in info["failures"].items():
+                failures[reason] = failures.get(reason, 0) + int(count)
+            values = {
+                "cell_id": c["cell_id"], "theta_e": c["theta_e"],
+                "psfsize_r": 0.5 * (c["psfsize_r_lo"] + c["psfsize_r_hi"]),
+                "psfsize_r_lo": c["psfsize_r_lo"], "psfsize_r_hi": c["psfsize_r_hi"],
+                "psfdepth_r": 0.5 * (c["psfdepth_r_lo"] + c["psfdepth_r_hi"]),
+                "psfdepth_r_lo": c["psfdepth_r_lo"], "psfdepth_r_hi": c["psfdepth_r_hi"],
+                "source_mag": 0.5 * (c["source_mag_lo"] + c["source_mag_hi"]),
+                "source_mag_lo": c["source_mag_lo"], "source_mag_hi": c["source_mag_hi"],
+                "n_hosts": n_hosts[c["cell_id"]], "n_requested": info["n_requested"],
+                "n_attempted": info["n_attempted"], "n_ok": info["n_ok"], "n_failed": info["n_failed"],
+                "n_detected": int(detected.sum()),
+                "median_arc_snr": float(np.median(table.column("arc_snr").to_numpy())) if table.num_rows else np.nan,
+            }
+            for key, val in values.items():
+                rows.setdefault(key, []).append(val)
+            if table.num_rows:
+                table = table.replace_schema_metadata(None)
+                injections.append(table.append_column("cell_id", pa.array([c["cell_id"]] * table.num_rows))
+                                  .append_column("detected", pa.array(detected)))
+        cells = {k: np.asarray(v) for k, v in rows.items()}
+        cells["psfdepth_r_m5"] = grids.psfdepth_to_m5(cells["psfdepth_r"])
+        n = cells["n_ok"]
+        with np.errstate(invalid="ignore", divide="ignore"):
+            cells["fraction_detected"] = np.where(n > 0, cells["n_detected"] / np.maximum(n, 1), np.nan)
+        cells.update(completeness_posterior(cells["n_detected"], n))
+        return cells, injections, failures
