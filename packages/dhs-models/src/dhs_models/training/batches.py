@@ -11,6 +11,10 @@ import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
+# the batched fast path of dhs-data stores (one read per shard per batch); also takes lists of
+# per-sample dicts, so any map-style dataset works
+from dhs_data.datasets import collate
+
 #: the operating point of a survey-scale search: ~1 false positive per 1000 non-lenses
 VAL_FPR = 1e-3
 
@@ -53,7 +57,7 @@ def predict(
 ) -> dict[str, Any]:
     """Logits of every sample in order, with labels, weights, tiers and galaxy ids."""
     model.eval()
-    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers)
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False, num_workers=num_workers, collate_fn=collate)
     logits, labels, weights, ids, tiers = [], [], [], [], []
     for batch in loader:
         if autocast is not None:

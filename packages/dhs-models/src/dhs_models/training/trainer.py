@@ -26,6 +26,10 @@ from dhs_core.errors import StageError, UserError
 from dhs_core.io import write_text
 from dhs_core.seeds import derive_seed
 from dhs_core.stages import Progress
+
+# the batched fast path of dhs-data stores (one read per shard per batch); also takes lists of
+# per-sample dicts, so any map-style dataset works
+from dhs_data.datasets import collate
 from dhs_models.training.batches import batch_tiers, forward, predict, unwrap, validation_metrics
 from dhs_models.training.checkpoint import (
     check_architecture,
@@ -182,7 +186,8 @@ class Trainer:
             sampler = RandomSampler(ds, generator=gen)
         # drop the ragged last micro-batch: a batch of one breaks BatchNorm statistics
         return DataLoader(ds, batch_size=mb, sampler=sampler, drop_last=len(ds) > mb * self.world,
-                          num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda")
+                          num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda",
+                          collate_fn=collate)
 
     def _set_frozen(self, frozen: bool) -> None:
         net = unwrap(self.model)
