@@ -28,14 +28,17 @@ def _project(package: str) -> dict:
 
 
 def _local_closure(package: str) -> list[str]:
-    """The package and every dhs-* package it depends on, transitively."""
+    """The package and every dhs-* package it depends on, transitively (its own ``test`` extra
+    included: a package may test its CLI commands through dhs-cli)."""
     seen: list[str] = []
 
     def visit(name: str) -> None:
         if name in seen:
             return
         seen.append(name)
-        for dep in _project(name).get("dependencies", []):
+        project = _project(name)
+        extra = project.get("optional-dependencies", {}).get("test", []) if name == package else []
+        for dep in [*project.get("dependencies", []), *extra]:
             dist = dep.split(";")[0].split("[")[0]
             for sep in "<>=!~ ":
                 dist = dist.split(sep)[0]

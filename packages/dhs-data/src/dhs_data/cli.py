@@ -50,3 +50,37 @@ def register(app: Any) -> None:
             f"packed {summary['n_packed']} of {summary['n_input']} cutouts ({summary['stamp']} px) into {out}; "
             f"copy verified; {len(summary['excluded'])} excluded"
         )
+
+    @group.command("annulus-compare")
+    def annulus_compare_command(
+        data_dir: Path = typer.Argument(..., help="data directory holding manifest.parquet and store.json"),
+        annulus_a: str = typer.Option("20,32", "--a", help="first annulus: 'r_in,r_out' in pixels or a preset name"),
+        annulus_b: str = typer.Option("32.5,45", "--b", help="second annulus: 'r_in,r_out' or a preset name"),
+        n: int = typer.Option(500, "--n", min=2, help="cutouts to sample (label-0 cutouts first)"),
+        seed: int = typer.Option(0, help="seed of the random sample"),
+        out: Path = typer.Option(None, "--out", help="write the full JSON report here"),
+    ) -> None:
+        """KS tests of sky medians and MADs between two annuli; correlation with psfsize/psfdepth."""
+        from dhs_data.preprocess.annulus_report import run_annulus_comparison
+
+        report = run_annulus_comparison(data_dir, _annulus(annulus_a), _annulus(annulus_b), n=n, seed=seed, out=out)
+        typer.echo(f"{report['n']} cutouts ({report['n_unreadable']} unreadable skipped); "
+                   f"annulus A {report['annulus_a']} px vs B {report['annulus_b']} px")
+        for band, entry in report["bands"].items():
+            typer.echo(
+                f"  {band}: median KS p = {entry['median_ks']['pvalue']:.3g}, MAD KS p = {entry['mad_ks']['pvalue']:.3g}"
+                + "".join(f", rho({k}) = {v['rho']:.3f}" for k, v in entry.items() if k.startswith("mad_") and "_vs_" in k)
+            )
+
+
+def _annulus(text: str) -> tuple[float, float] | str:
+    """'20,32' -> (20.0, 32.0); anything else is a preset name checked by the preprocessor."""
+    from dhs_core.errors import UserError
+
+    if "," not in text:
+        return text
+    try:
+        r_in, r_out = (float(v) for v in text.split(","))
+    except ValueError:
+        raise UserError(f"annulus {text!r}: expected 'r_in,r_out' in pixels (e.g. 20,32) or a preset name") from None
+    return (r_in, r_out)
