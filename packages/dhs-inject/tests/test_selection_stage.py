@@ -1,0 +1,203 @@
+"""The selection_function stage end to end: synthetic survey -> 1-epoch tiny model -> injection-recovery,
+per-cell resume, counts, failed injections never scored, and scoring identical to the train stage."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import numpy as np
+import pyarrow.compute as pc
+import pyarrow.parquet as pq
+import pytest
+from scipy import stats
+
+import dhs_core
+from dhs_core import hookimpl
+from dhs_core.errors import UserError
+from dhs_core.testing import registered
+from dhs_inject.injectors.base import BaseInjector
+from dhs_inject.injectors.model1 import Model1Config
+from dhs_inject.selection import cell as cell_module
+
+pytest.importorskip("dhs_models")  # the architecture registry the tiny finder comes from
+
+#: dhs-eval's report stage reads these columns of cells.parquet
+REPORT_COLUMNS = {"theta_e", "psfsize_r", "psfdepth_r", "source_mag", "n_detected", "n_ok"}
+PSF_EDGES = [0.5, 1.3, 3.0]
+
+
+def spec(out, **selection):
+    section = {"injector": {"name": "model1"}, "theta_e": {"start": 1.0, "stop": 1.5, "step": 0.5},
+               "psfsize_r_edges": PSF_EDGES, "source_mag_edges": [21.0, 23.0], "per_cell": 8, "batch_size": 8,
+               **selection}
+    return {"run": {"name": "sf", "seed": 4, "out_dir": str(out)},
+            "data": {"name": "synthetic", "n_hosts": 160, "positive_fraction": 0.25},
+            "preprocess": {"name": "raw_robust"},
+            "model": {"name": "bottlenecked_resnet", "base_ch": 4, "blocks": [1, 1, 1, 1]},
+            "train": {"epochs": 1, "micro_batch": 16, "effective_batch": 16},
+            "selection_function": section}
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    out = tmp_path_factory.mktemp("sf") / "run"
+    result = dhs_core.run(spec(out))
+    return out, result
+
+
+def _copy(finished, tmp_path):
+    dst = tmp_path / "run"
+    shutil.copytree(finished[0], dst)
+    return dst
+
+
+def test_end_to_end_cells_meta_and_figures(finished):
+    run_dir, result = finished
+    assert result.stages["selection_function"] == "ran"
+    sf = run_dir / "selection_function"
+    cells = pq.read_table(sf / "cells.parquet").to_pydict()
+    assert REPORT_COLUMNS <= set(cells)
+    assert len(cells["theta_e"]) == 4  # 2 theta_E x 2 PSF bins x 1 depth bin x 1 magnitude bin
+    assert sorted(set(cells["theta_e"])) == [1.0, 1.5]
+    assert sorted(set(cells["psfsize_r"])) == pytest.approx([0.9, 2.15])  # bin centres
+    assert set(cells["source_mag"]) == {22.0}
+    meta = json.loads((sf / "meta.json").read_text())
+    thr = meta["threshold"]
+    # threshold recomputed from the train stage's scores: the validly scored val negatives
+    manifest = pq.read_table(run_dir / "data" / "manifest.parquet")
+    label = dict(zip(manifest.column("galaxy_id").to_pylist(), manifest.column("label").to_pylist()))
+    scores = pq.read_table(run_dir / "train" / "scores.parquet").to_pydict()
+    neg = np.array([s for g, sp, s in zip(scores["galaxy_id"], scores["split"], scores["score"])
+                    if sp == "val" and label[g] == 0])
+    assert meta["n_valid_negatives"] == len(neg) > 0
+    assert (neg >= thr).sum() / len(neg) == meta["achieved_fpr"] <= meta["target_fpr"]
+    if len(neg) < 1000:  # FPR 1e-3 not resolvable: just above the highest negative
+        assert thr == np.nextafter(neg.max(), np.inf)
+    inj = pq.read_table(sf / "injections.parquet")
+    for i, cid in enumerate(cells["cell_id"]):
+        rows = inj.filter(pc.equal(inj.column("cell_id"), cid)).to_pydict()
+        assert len(rows["score"]) == cells["n_ok"][i]
+        assert cells["n_ok"][i] + cells["n_failed"][i] == cells["n_attempted"][i]
+        assert cells["n_detected"][i] == sum(s >= thr for s in rows["score"])
+        # hosts come from the cell's own PSF bin; arcs have the cell's theta_E and magnitude range
+        assert all(cells["psfsize_r_lo"][i] <= p <= cells["psfsize_r_hi"][i] for p in rows["psfsize_r"])
+        assert set(rows["theta_e"]) <= {cells["theta_e"][i]}
+        assert all(21.0 <= m <= 23.0 for m in rows["src_r_mag"])
+        k, n = cells["n_detected"][i], cells["n_ok"][i]
+        if n:
+            assert cells["completeness"][i] == pytest.approx(stats.beta.ppf(0.5, k + 0.5, n - k + 0.5))
+            lo, hi = stats.beta.interval(0.95, k + 0.5, n - k + 0.5)
+            assert (cells["completeness_low_95"][i], cells["completeness_high_95"][i]) == pytest.approx((lo, hi))
+    assert sum(cells["n_ok"]) == meta["n_ok"] > 0
+    hosts = set(inj.column("galaxy_id").to_pylist())
+    test_negatives = {g for g, sp, lab in zip(manifest.column("galaxy_id").to_pylist(),
+                                               manifest.column("split").to_pylist(),
+                                               manifest.column("label").to_pylist()) if sp == "test" and lab == 0}
+    assert hosts <= test_negatives
+    for png in ("completeness_theta_e.png", "completeness_theta_e_psfsize_r.png"):
+        assert (sf / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert result.metrics["selection_function.completeness"] == pytest.approx(meta["completeness"])
+    assert "Not run (no selection_function" not in (run_dir / "MODEL_CARD.md").read_text()
+
+
+def test_scoring_matches_the_train_stage(finished):
+    """The checkpoint rebuilt through the registry + the spec's preprocessor reproduce train/scores.parquet."""
+    from dhs_data.stores import open_store
+    from dhs_inject.selection.scoring import build_preprocess, load_model, score_images
+
+    run_dir, _ = finished
+    model, _ = load_model(run_dir / "train" / "best.pt")
+    manifest = pq.read_table(run_dir / "data" / "manifest.parquet").to_pydict()
+    path_of = dict(zip(manifest["galaxy_id"], manifest["cutout_path"]))
+    scores = pq.read_table(run_dir / "train" / "scores.parquet").to_pydict()
+    images = open_store(run_dir / "data").get_many([path_of[g] for g in scores["galaxy_id"]])
+    mine = score_images(model, images, preprocess=build_preprocess({"name": "raw_robust", "annulus": [20, 32],
+                                                                    "clip": 10.0}), batch_size=16)
+    np.testing.assert_allclose(mine, scores["score"], rtol=1e-5, atol=1e-6)
+
+
+def test_rerun_skips_and_a_lost_cell_is_the_only_one_recomputed(finished, tmp_path):
+    run_dir = _copy(finished, tmp_path)
+    assert dhs_core.run(spec(run_dir)).stages["selection_function"] == "skipped"
+    sf = run_dir / "selection_function"
+    before = pq.read_table(sf / "cells.parquet")
+    files = sorted((sf / "cells").glob("*.parquet"))
+    assert len(files) == 4
+    mtimes = {f.name: f.stat().st_mtime_ns for f in files}
+    # a run killed after three cells: one cell file and the aggregate are missing
+    files[1].unlink()
+    (sf / "cells.parquet").unlink()
+    result = dhs_core.run(spec(run_dir))
+    assert result.stages["selection_function"] == "ran"
+    meta = json.loads((sf / "meta.json").read_text())
+    assert (meta["cells_computed"], meta["cells_reused"]) == (1, 3)
+    assert files[1].exists()
+    assert all(f.stat().st_mtime_ns == mtimes[f.name] for f in files if f != files[1])
+    assert pq.read_table(sf / "cells.parquet").equals(before)  # cell seeds make the rerun identical
+
+
+def test_changed_grid_never_reuses_stale_cells(finished, tmp_path):
+    run_dir = _copy(finished, tmp_path)
+    result = dhs_core.run(spec(run_dir, per_cell=5, theta_e={"start": 1.0, "stop": 1.0, "step": 0.5}))
+    assert result.stages["selection_function"] == "ran"
+    meta = json.loads((run_dir / "selection_function" / "meta.json").read_text())
+    assert meta["cells_reused"] == 0 and meta["n_cells"] == 2
+    assert len(list((run_dir / "selection_function" / "cells").glob("*.parquet"))) == 2
+    cells = pq.read_table(run_dir / "selection_function" / "cells.parquet").to_pydict()
+    assert all(r == 5 for r in cells["n_requested"])
+
+
+class PickyInjector(BaseInjector):
+    """Refuses every host whose galaxy id ends in an even digit, and records every attempt."""
+
+    attempts: list[str] = []
+
+    def host_problem(self, host, meta):
+        gid = str(meta["galaxy_id"])
+        PickyInjector.attempts.append(gid)
+        return "even_host" if int(gid[-1]) % 2 == 0 else super().host_problem(host, meta)
+
+
+class PickyPlugin:
+    @hookimpl
+    def register_injectors(self, register):
+        register("picky", lambda cfg: PickyInjector(cfg), config=Model1Config)
+
+
+def test_failed_injections_are_counted_and_never_scored(finished, tmp_path, monkeypatch):
+    run_dir = _copy(finished, tmp_path)
+    scored = []
+    real = cell_module.score_images
+
+    def spy(model, images, **kwargs):
+        out = real(model, images, **kwargs)
+        scored.append(len(images))
+        out[:1] = np.nan  # the model fails on one cutout per batch: a failure, never a non-detection
+        return out
+
+    monkeypatch.setattr(cell_module, "score_images", spy)
+    PickyInjector.attempts.clear()
+    with registered(PickyPlugin(), "picky-test", "dhs-inject-tests", "1.0"):
+        result = dhs_core.run(spec(run_dir, injector={"name": "picky", "max_retries": 2}))
+    assert result.stages["selection_function"] == "ran"
+    sf = run_dir / "selection_function"
+    cells = pq.read_table(sf / "cells.parquet").to_pydict()
+    meta = json.loads((sf / "meta.json").read_text())
+    failures = meta["failures_by_reason"]
+    n_ok, n_failed = sum(cells["n_ok"]), sum(cells["n_failed"])
+    assert failures["even_host"] > 0 and failures["nonfinite_score"] == len(scored)
+    assert n_failed == sum(failures.values())
+    # every attempt is either an ok injection or a counted failure
+    assert n_ok + n_failed == len(PickyInjector.attempts) == sum(cells["n_attempted"])
+    # only injections into accepted hosts were scored, and NaN scores are not in the results
+    assert sum(scored) == n_ok + failures["nonfinite_score"]
+    inj = pq.read_table(sf / "injections.parquet").to_pydict()
+    assert len(inj["score"]) == n_ok and np.isfinite(inj["score"]).all()
+    assert all(int(g[-1]) % 2 == 1 for g in inj["galaxy_id"])
+
+
+def test_missing_host_split_is_a_user_error(finished, tmp_path):
+    run_dir = _copy(finished, tmp_path)
+    with pytest.raises(UserError, match="host_split"):
+        dhs_core.run(spec(run_dir, host_split="holdout"))
