@@ -76,7 +76,7 @@ def validate_parameters(params: dict[str, np.ndarray]) -> None:
         if key in params:
             q = np.asarray(params[key])
             require(bool(np.all((q > 0) & (q <= 1))), f"{key} must be in (0, 1]; got {q.min():.4g}..{q.max():.4g}")
-    if "src_r_e" in params:
+    if "src_n" in params:  # Sersic sources (stamp sources carry src_r_e but no index)
         check_sersic(params["src_r_e"], params["src_n"])
 
 
@@ -129,6 +129,8 @@ def simulate_arcs(params: dict[str, np.ndarray], *, n_pix: int, pixel_scale: flo
 
 def lens_e1e2(params: dict[str, np.ndarray]) -> None:
     """Fill lens/source e1, e2 and shear gamma1, gamma2 from (q, phi) and (gamma_ext, gamma_phi)."""
+    if "lens_q" not in params:  # no lens model (e.g. re-injected real arc residuals)
+        return
     params["lens_e1"], params["lens_e2"] = phi_q_to_e1e2(params["lens_phi"], params["lens_q"])
     if "src_q" in params:
         params["src_e1"], params["src_e2"] = phi_q_to_e1e2(params["src_phi"], params["src_q"])

@@ -24,9 +24,11 @@ def register_commands(app):
 def register_injectors(register):
     from dhs_inject.injectors.model1 import Model1Config, model1
     from dhs_inject.injectors.model2 import Model2Config, model2
+    from dhs_inject.injectors.model3 import Model3Config, model3
 
     register("model1", model1, config=Model1Config)
     register("model2", model2, config=Model2Config)
+    register("model3", model3, config=Model3Config)
 
 
 @hookimpl
