@@ -37,3 +37,12 @@ def register_stages(register):
     from dhs_models.stage import TrainStage
 
     register("train", TrainStage())
+
+
+@hookimpl
+def register_evaluators(register):
+    from dhs_models.diagnostics.arc_morphology import ArcMorphologyConfig, ArcMorphologyEvaluator
+    from dhs_models.diagnostics.feature_space import FeatureSpaceConfig, FeatureSpaceEvaluator
+
+    register("feature_space", FeatureSpaceEvaluator, config=FeatureSpaceConfig)
+    register("arc_morphology", ArcMorphologyEvaluator, config=ArcMorphologyConfig)

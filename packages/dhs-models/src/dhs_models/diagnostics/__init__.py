@@ -1,0 +1,1 @@
+"""Diagnostics evaluators that need the trained network: feature-space separation and arc morphology."""
