@@ -7,7 +7,6 @@ from itertools import combinations
 
 import numpy as np
 import pyarrow as pa
-from scipy import stats
 
 from dhs_core.errors import UserError
 from dhs_data.leakage import host_keys
@@ -19,6 +18,8 @@ KS_ALPHA = 0.01
 
 def verify_splits(table: pa.Table, *, nside: int) -> dict:
     """Zero galaxies and zero HEALPix pixels shared between splits (else UserError); KS balance."""
+    from scipy import stats  # imported on use: registering the data stage must stay light
+
     split = np.asarray(table.column("split").to_pylist(), dtype=object)
     if any(s is None for s in split):
         raise UserError("split verification: some rows have no split")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import hashlib
 from typing import Literal
 
-import healpy as hp
 import numpy as np
 from pydantic import Field, field_validator
 
@@ -80,6 +79,8 @@ class SplitConfig(ComponentConfig):
 
 def healpix_pixels(ra: np.ndarray, dec: np.ndarray, *, nside: int = 128) -> np.ndarray:
     """RING-ordered HEALPix pixel of each (ra, dec) in degrees."""
+    import healpy as hp  # heavy (matplotlib); only when pixels are computed
+
     return hp.ang2pix(check_nside(nside), np.asarray(ra, float), np.asarray(dec, float), lonlat=True).astype(np.int64)
 
 

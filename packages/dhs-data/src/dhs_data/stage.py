@@ -18,7 +18,6 @@ import pyarrow.parquet as pq
 
 from dhs_core import Section, Slot, Stage, StageContext, io, plugins
 from dhs_core.errors import StageError, UserError
-from dhs_data.datasets import build_preprocess
 from dhs_data.leakage import check_paired_controls
 from dhs_data.manifest import read_manifest, write_manifest
 from dhs_data.report import counts, verify_splits
@@ -122,6 +121,8 @@ class DataStage(Stage):
             raise UserError(f"{source}: none of the {len(keys)} cutouts is usable ({dict(reasons)}); see {store.root}")
         preprocess_cfg = getattr(ctx.spec, "preprocess", None)
         if preprocess_cfg is not None and first is not None:
+            from dhs_data.datasets import build_preprocess  # torch: only when a cutout is checked
+
             build_preprocess(preprocess_cfg)(first)  # an annulus that does not fit fails here, not in training
         kept = table.filter(pa.array(ok))
         verification = verify_splits(kept, nside=split_cfg.nside)

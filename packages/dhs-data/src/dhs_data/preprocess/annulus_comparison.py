@@ -12,7 +12,6 @@ from __future__ import annotations
 import warnings
 
 import numpy as np
-from scipy import stats
 
 from dhs_data.preprocess.annulus import annulus_radii, annulus_stats
 from dhs_data.stores.base import BANDS
@@ -27,6 +26,8 @@ def annulus_comparison(
     annulus_b: tuple[float, float] | str = (32.5, 45),
 ) -> dict:
     """Compare two annuli over ``cutouts`` ``(N,3,H,W)``; returns a JSON-ready dict."""
+    from scipy import stats  # imported on use: registering preprocessors must stay light
+
     x = np.asarray(cutouts, dtype=np.float32)
     with warnings.catch_warnings():  # an annulus inside host light is what this diagnostic measures
         warnings.simplefilter("ignore", UserWarning)

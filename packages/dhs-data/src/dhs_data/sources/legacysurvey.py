@@ -15,12 +15,15 @@ as ``<galaxy_id>.fits`` in the cutout-service layout; a missing one is excluded 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-from astropy import units as u
-from astropy.coordinates import SkyCoord
-from astropy.table import Table, vstack
+
+# astropy is imported where catalogs are read: registering plugins must stay light
 from pydantic import Field
+
+if TYPE_CHECKING:  # pragma: no cover
+    from astropy.table import Table
 
 from dhs_core.errors import UserError
 from dhs_data.manifest import write_manifest
@@ -53,6 +56,8 @@ class LegacySurveyConfig(DataSourceConfig):
 
 
 def _read_table(path: str, what: str, needed: tuple[str, ...]) -> Table:
+    from astropy.table import Table
+
     p = Path(path)
     if not p.is_file():
         raise UserError(f"data.{what} = {path}: file does not exist")
@@ -94,6 +99,9 @@ def n1_mask(t: Table) -> np.ndarray:
 
 def _match(cat: Table, other: Table, radius: float) -> tuple[np.ndarray, np.ndarray]:
     """Indices (into other, into cat) of matches within ``radius`` arcsec."""
+    from astropy import units as u
+    from astropy.coordinates import SkyCoord
+
     c_cat = SkyCoord(np.asarray(cat["RA"], float) * u.deg, np.asarray(cat["DEC"], float) * u.deg)
     c_oth = SkyCoord(np.asarray(other["RA"], float) * u.deg, np.asarray(other["DEC"], float) * u.deg)
     idx, sep, _ = c_oth.match_to_catalog_sky(c_cat)
@@ -121,6 +129,8 @@ def negative_counts(n1: int, n2: int, ratio: tuple[int, int], cap: int | None) -
 
 def legacysurvey_source(config: LegacySurveyConfig, ctx, out_dir: Path) -> None:
     """LRG parent sample from Tractor sweeps with N1 and N2 negative pools."""
+    from astropy.table import vstack
+
     cat = vstack([_read_table(p, "catalogs", SWEEP_COLUMNS) for p in config.catalogs], metadata_conflicts="silent")
     gid = _galaxy_ids(cat)
     role = np.full(len(cat), "", dtype=object)

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Sequence
 
 import numpy as np
-from astropy.io import fits
 
 from dhs_data.stores.base import BANDS, AllocFn, CutoutError, ViewFn, check_cutout, cutout_path, gather
 
@@ -23,6 +22,8 @@ def write_fits(root: str | Path, key: str, cutout: np.ndarray, *, bands: str = "
     """Write one cutout to ``root/key`` in the cutout-service layout."""
     path = cutout_path(root, key)
     path.parent.mkdir(parents=True, exist_ok=True)
+    from astropy.io import fits  # imported on use: registering plugins must stay light
+
     hdu = fits.PrimaryHDU(np.asarray(cutout, dtype=np.float32))
     hdu.header["BANDS"] = bands
     for i, band in enumerate(bands):
@@ -50,6 +51,8 @@ class FitsStore:
         return gather(self.get, keys, codes=codes, view=view, alloc=alloc)
 
     def get(self, key: str) -> np.ndarray:
+        from astropy.io import fits
+
         path = self.path(key)
         if not path.is_file():
             raise CutoutError(key, "missing", f"no file {path}")
