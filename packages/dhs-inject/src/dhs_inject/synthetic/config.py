@@ -44,6 +44,7 @@ class SyntheticConfig(DataSourceConfig):
     stars_per_cutout: float = Field(0.3, ge=0.0, le=10.0)
     # centre of the sky patch, degrees (a high-latitude DR10-south-like field)
     ra_center: float = Field(150.0, ge=0.0, lt=360.0)
+    # declination of the patch centre, degrees
     dec_center: float = Field(2.0, ge=-80.0, le=80.0)
     # side of the square sky patch in degrees; 5 deg covers ~120 nside-128 pixels
     patch_deg: float = Field(5.0, gt=0.0, le=40.0)
