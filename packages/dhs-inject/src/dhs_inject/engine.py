@@ -123,7 +123,9 @@ def simulate_arcs(params: dict[str, np.ndarray], *, n_pix: int, pixel_scale: flo
         unit = sersic_unit_image(lens, src, clump_t, compile=compile, **grid)
     flux = band_fluxes(p["src_r_mag"], p["src_g_r"], p["src_r_z"])
     magnification = unit.sum(dim=(-2, -1))
-    arcs = psf.convolve(unit[:, None] * flux[..., None, None], kernels.to(dtype))
+    # one morphology per source: the unit image is transformed once and each band's flux is folded
+    # into its PSF (convolution is linear), so no extra pass over the band images is needed
+    arcs = psf.convolve(unit[:, None], kernels.to(dtype) * flux[..., None, None])
     return ArcImages(arcs=arcs, magnification=magnification, source_flux=flux, kernels=kernels)
 
 
