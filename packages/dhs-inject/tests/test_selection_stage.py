@@ -28,7 +28,8 @@ PSF_EDGES = [0.5, 1.3, 3.0]
 
 
 def spec(out, **selection):
-    section = {"injector": {"name": "model1"}, "theta_e": {"start": 1.0, "stop": 1.5, "step": 0.5},
+    # fast_kernel off: the compiled kernel is exercised once, in test_injectors.py (compile time)
+    section = {"injector": {"name": "model1", "fast_kernel": False}, "theta_e": {"start": 1.0, "stop": 1.5, "step": 0.5},
                "psfsize_r_edges": PSF_EDGES, "source_mag_edges": [21.0, 23.0], "per_cell": 8, "batch_size": 8,
                **selection}
     return {"run": {"name": "sf", "seed": 4, "out_dir": str(out)},
