@@ -121,7 +121,17 @@ def _galaxies(rng, scene: np.ndarray) -> dict[str, np.ndarray]:
     q = np.where(scene == sc.EDGE_ON, rng.uniform(0.1, 0.25, n), q)
     r_e = np.where(np.isin(scene, (sc.EDGE_ON, sc.SPIRAL)), rng.uniform(1.0, 2.5, n), r_e)
     q = np.where(scene == sc.SPIRAL, rng.uniform(0.55, 1.0, n), q)
-    mag_r = np.where(np.isin(scene, (sc.EDGE_ON, sc.SPIRAL, sc.RING, sc.MERGER)), rng.uniform(17.5, 20.0, n), mag_r)
+    mag_r = np.where(np.isin(scene, (sc.EDGE_ON, sc.RING, sc.MERGER)), rng.uniform(17.5, 20.0, n), mag_r)
+    # face-on spirals big and bright enough for arms 2-5" apart to be resolved (the disk; the arms
+    # and bulge add their own light)
+    r_e = np.where(scene == sc.SPIRAL, rng.uniform(2.2, 4.0, n), r_e)
+    mag_r = np.where(scene == sc.SPIRAL, rng.uniform(17.0, 19.0, n), mag_r)
+    # ring hosts: compact early types, so the ring at 2-4" sits outside their light
+    r_e = np.where(scene == sc.RING, rng.uniform(0.4, 1.2, n), r_e)
+    mag_r = np.where(scene == sc.RING, rng.uniform(18.0, 20.0, n), mag_r)
+    # clumpy star-forming galaxies: a faint, extended blue disk under the knots
+    r_e = np.where(scene == sc.BLUE_CLUMPY, rng.uniform(1.0, 2.0, n), r_e)
+    mag_r = np.where(scene == sc.BLUE_CLUMPY, rng.uniform(19.5, 21.0, n), mag_r)
     return {"type_bin": type_bin, "host_mag_r": mag_r, "host_gr": g_r, "host_rz": r_z, "host_n": sersic_n,
             "host_r_e": np.clip(r_e, 0.2, 4.0), "host_q": q, "host_phi": rng.uniform(0, np.pi, n)}
 

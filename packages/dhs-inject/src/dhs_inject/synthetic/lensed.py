@@ -50,7 +50,8 @@ def _surface_brightness(p: dict[str, torch.Tensor], bx: torch.Tensor, by: torch.
     out = norm * torch.exp(-radius / (h * distort))
     for k in range(p["clump_flux"].shape[1]):
         sig2 = col(p["clump_sigma"][:, k] ** 2)
-        r2 = (dx - col(p["clump_x"][:, k])) ** 2 + (dy - col(p["clump_y"][:, k])) ** 2
+        # clump positions are absolute source-plane positions (offsets already added to src_x/y)
+        r2 = (bx - col(p["clump_x"][:, k])) ** 2 + (by - col(p["clump_y"][:, k])) ** 2
         out = out + p["clump_flux"][:, k, :, None, None] / (2 * math.pi * sig2) * torch.exp(-0.5 * r2 / sig2)
     return out
 

@@ -53,44 +53,93 @@ def draw_scene_params(rng: np.random.Generator, cat: dict[str, np.ndarray]) -> d
     noise_kind = rng.choice(np.array([RING, MERGER, BLUE_CLUMPY]), size=n)
     feature = np.where(scene == LABEL_NOISE, noise_kind, scene)
     p: dict[str, np.ndarray] = {"feature": feature.astype(np.int8)}
-    # ring_proxy: a blue star-forming ring at Einstein-radius-like distances
-    p["ring_radius"], p["ring_width"] = u(1.0, 2.6), u(0.12, 0.3)
-    p["ring_q"], p["ring_asym"], p["ring_asym_phi"] = u(0.6, 1.0), u(0.0, 0.7), u(0, 2 * np.pi)
-    p["ring_flux"] = _colour_fluxes(host_r * u(0.08, 0.3), u(0.2, 0.5), u(0.0, 0.3))
-    # edge-on disk bulge; spiral bulge and arms
-    p["bulge_flux"] = _colour_fluxes(host_r * u(0.08, 0.35), u(1.3, 1.7), u(0.7, 1.0))
+    # ring_proxy: a blue star-forming ring of a few arcsec radius around a compact red host (collisional
+    # or resonance rings), kept outside ~3 R_e so the ring is not lost in the host's wings. A ring
+    # with 40-90 % of the host's r flux at R ~ 2-4" has mu_r ~ 22.5-24 mag/arcsec^2, and being blue
+    # (g-r ~ 0.3 against the host's ~1.7) it outshines the host in g.
+    p["ring_radius"] = np.clip(np.maximum(u(2.0, 3.8), 3.0 * cat["host_r_e"]), 2.0, 4.0)
+    p["ring_width"] = u(0.15, 0.35)
+    p["ring_q"], p["ring_asym"], p["ring_asym_phi"] = u(0.65, 1.0), u(0.0, 0.6), u(0, 2 * np.pi)
+    p["ring_flux"] = _colour_fluxes(host_r * u(0.4, 0.9), u(0.15, 0.45), u(0.0, 0.3))
+    # edge-on disk bulge; spiral bulge and arms. Arms are young stars (blue) and carry about as
+    # much light as the smooth disk, as in grand-design spirals in g/r
+    p["bulge_flux"] = _colour_fluxes(host_r * u(0.08, 0.3), u(1.3, 1.7), u(0.7, 1.0))
     p["bulge_r_e"] = u(0.25, 0.6)
-    p["arm_flux"] = _colour_fluxes(host_r * u(0.25, 0.5), u(0.2, 0.5), u(0.05, 0.3))
-    p["arm_pitch"] = np.radians(u(12.0, 30.0))
+    p["arm_flux"] = _colour_fluxes(host_r * u(0.6, 1.1), u(0.15, 0.45), u(0.0, 0.3))
+    p["arm_pitch"] = np.radians(u(15.0, 28.0))
     p["arm_count"] = np.where(rng.uniform(size=n) < 0.7, 2.0, 3.0)
     p["arm_phase"] = u(0, 2 * np.pi)
-    # blue_clumpy knots: star-forming regions, nearly unresolved
+    p.update(_knots(rng, n))
+    p.update(_merger(rng, cat))
+    p.update(_lens_params(rng, cat))
+    return p
+
+
+#: hexagonal lattice (unit spacing) on which blue_clumpy knots are placed: distinct lattice sites
+#: guarantee the minimum knot separation without rejection sampling
+_HEX = np.array([(i + 0.5 * j, j * np.sqrt(3) / 2) for i in range(-3, 4) for j in range(-3, 4)])
+_HEX = _HEX[np.hypot(*_HEX.T) < 2.1]
+_HEX = _HEX[np.argsort(np.hypot(*_HEX.T), kind="stable")]
+
+
+def _knots(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
+    """blue_clumpy: 3-7 compact blue star-forming knots >= 1.17" from each other.
+
+    Knots sit on distinct sites of a hexagonal lattice of spacing 1.4-1.9" (inner sites preferred)
+    jittered by <= 0.08" per axis, so any two are >= 1.17" apart: separate knots under a 1.3" PSF,
+    not one blob. Each knot is r = 20.8-22.8 (a giant HII-region complex at z ~ 0.1-0.3), sigma
+    0.06-0.2" (FWHM of a few tenths of an arcsec), g-r 0-0.35.
+    """
     n_knots = rng.integers(3, N_KNOTS + 1, n)
     on = np.arange(N_KNOTS)[None] < n_knots[:, None]
-    kr = cat["host_r_e"][:, None] * np.sqrt(rng.uniform(0.05, 2.5, (n, N_KNOTS)))
-    ka = rng.uniform(0, 2 * np.pi, (n, N_KNOTS))
-    p["knot_x"], p["knot_y"] = kr * np.cos(ka), kr * np.sin(ka)
-    p["knot_sigma"] = rng.uniform(0.06, 0.2, (n, N_KNOTS))
-    knot_share = rng.dirichlet(np.ones(N_KNOTS), n) * on
-    knot_share /= knot_share.sum(1, keepdims=True)
-    p["knot_flux"] = _colour_fluxes((host_r * u(0.3, 0.8))[:, None] * knot_share, u(0.0, 0.3, (n, N_KNOTS)),
-                                    u(-0.1, 0.2, (n, N_KNOTS)))
-    # merger: a companion and one or two tidal tails curving like arcs
-    sep, sang = u(0.8, 2.5), u(0, 2 * np.pi)
-    p["comp_x"], p["comp_y"] = sep * np.cos(sang), sep * np.sin(sang)
-    p["comp_flux"] = _colour_fluxes(host_r * u(0.3, 1.0), u(0.8, 1.6), u(0.4, 0.9))
-    p["comp_r_e"], p["comp_q"], p["comp_phi"] = u(0.4, 1.2), u(0.4, 1.0), u(0, np.pi)
-    p["tail_radius"], p["tail_width"] = u(1.5, 3.5, (n, 2)), u(0.2, 0.4, (n, 2))
-    p["tail_start"] = sang[:, None] + np.array([0.0, np.pi]) + u(-0.6, 0.6, (n, 2))
-    p["tail_span"] = np.radians(u(60, 150, (n, 2))) * np.where(rng.uniform(size=(n, 1)) < 0.5, 1, -1)
-    # tails leave from the pair's centre of light and bend around it
-    p["tail_cx"] = 0.5 * p["comp_x"][:, None] - p["tail_radius"] * np.cos(p["tail_start"]) * 0.6
-    p["tail_cy"] = 0.5 * p["comp_y"][:, None] - p["tail_radius"] * np.sin(p["tail_start"]) * 0.6
-    two = rng.uniform(size=n) < 0.5
-    tail_r = host_r * u(0.1, 0.25)
+    site_r = np.hypot(*_HEX.T)
+    keys = rng.uniform(size=(n, len(_HEX))) * (1.0 + 0.6 * site_r)
+    sites = _HEX[np.argsort(keys, axis=1)[:, :N_KNOTS]]
+    spacing = rng.uniform(1.4, 1.9, (n, 1))
+    jitter = rng.uniform(-0.08, 0.08, (n, N_KNOTS, 2))
+    turn = rng.uniform(0, 2 * np.pi, (n, 1))
+    sx, sy = sites[..., 0] * spacing, sites[..., 1] * spacing
+    knot_r = 10 ** ((22.5 - rng.uniform(20.8, 22.8, (n, N_KNOTS))) / 2.5) * on
+    return {"knot_x": sx * np.cos(turn) - sy * np.sin(turn) + jitter[..., 0],
+            "knot_y": sx * np.sin(turn) + sy * np.cos(turn) + jitter[..., 1],
+            "knot_sigma": rng.uniform(0.06, 0.2, (n, N_KNOTS)),
+            "knot_flux": _colour_fluxes(knot_r, rng.uniform(0.0, 0.35, (n, N_KNOTS)),
+                                        rng.uniform(-0.1, 0.2, (n, N_KNOTS)))}
+
+
+def _merger(rng: np.random.Generator, cat: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    """merger: a companion 1.8-4" away and one or two tidal tails, each a circular arc.
+
+    Tail k leaves galaxy k (host, companion) on the side away from the other galaxy, tilted by
+    20-70 deg, then bends with radius 2-4" through 70-160 deg (2.5-10" long); both tails turn the
+    same way, giving the point-symmetric shape of a prograde encounter. mu_r ~ 22.5-24 mag/arcsec^2.
+    """
+    n = cat["scene"].size
+    host_r = cat["host_flux"][:, 1]
+    u = lambda lo, hi, shape=n: rng.uniform(lo, hi, shape)  # noqa: E731
+    sep, sang = u(1.8, 4.0), u(0, 2 * np.pi)
+    p = {"comp_x": sep * np.cos(sang), "comp_y": sep * np.sin(sang),
+         "comp_flux": _colour_fluxes(host_r * u(0.3, 1.0), u(0.8, 1.6), u(0.4, 0.9))}
+    p["comp_r_e"], p["comp_q"], p["comp_phi"] = u(0.4, 1.0), u(0.4, 1.0), u(0, np.pi)
+    sense = np.where(rng.uniform(size=(n, 1)) < 0.5, 1.0, -1.0)
+    out_ang = sang[:, None] + np.array([np.pi, 0.0])  # away from the other galaxy
+    gal_x = np.stack([np.zeros(n), p["comp_x"]], 1)
+    gal_y = np.stack([np.zeros(n), p["comp_y"]], 1)
+    r_e = np.stack([cat["host_r_e"], p["comp_r_e"]], 1)
+    reach = np.clip(1.2 * r_e, 0.5, 1.8)
+    sx, sy = gal_x + reach * np.cos(out_ang), gal_y + reach * np.sin(out_ang)
+    t_ang = out_ang + sense * np.radians(u(20, 70, (n, 2)))
+    radius = u(2.0, 4.0, (n, 2))
+    # centre of curvature to the left of the direction of travel for counter-clockwise tails
+    p["tail_cx"] = sx - sense * radius * np.sin(t_ang)
+    p["tail_cy"] = sy + sense * radius * np.cos(t_ang)
+    p["tail_start"] = np.arctan2(sy - p["tail_cy"], sx - p["tail_cx"])
+    p["tail_radius"], p["tail_width"] = radius, u(0.25, 0.45, (n, 2))
+    p["tail_span"] = np.radians(u(70, 160, (n, 2))) * sense
+    two = rng.uniform(size=n) < 0.6
+    tail_r = host_r * u(0.15, 0.35)
     p["tail_flux"] = _colour_fluxes(tail_r[:, None] * np.stack([np.where(two, 0.5, 1.0), np.where(two, 0.5, 0)], 1),
-                                    u(0.7, 1.2, (n, 2)), u(0.3, 0.7, (n, 2)))
-    p.update(_lens_params(rng, cat))
+                                    u(0.5, 1.0, (n, 2)), u(0.3, 0.6, (n, 2)))
     return p
 
 
@@ -99,23 +148,28 @@ def _lens_params(rng: np.random.Generator, cat: dict[str, np.ndarray]) -> dict[s
     scene, n = cat["scene"], cat["scene"].size
     u = lambda lo, hi, shape=n: rng.uniform(lo, hi, shape)  # noqa: E731
     psf = cat["psfsize_r"]
-    # tier A: resolved arcs (theta_E / PSF >= 0.8) from bright sources; B: fainter or marginal
-    theta_a = rng.uniform(np.maximum(1.0, 0.8 * psf + 0.05), 2.6)
-    theta_e = np.select([scene == LENS_A, scene == LENS_B], [theta_a, u(0.6, 2.0)], u(0.8, 2.0))
-    src_mag = np.select([scene == LENS_A, scene == LENS_B], [u(20.3, 21.8), u(21.8, 23.8)], u(21.0, 23.0))
-    beta_frac = np.where(scene == LENS_A, u(0.03, 0.3), u(0.05, 0.5))
+    # tier A: clearly resolved arcs (theta_E >= 0.9 PSF and >= 1.2") of extended sources
+    # (R_e 0.35-0.7") lensed to r ~ 18.5-20.5; beta = 0.06-0.3 theta_E gives tangential stretches
+    # (theta_E + beta) / beta ~ 4-17, i.e. long arcs or near-rings rather than blobs. Tier B: smaller
+    # theta_E and fainter sources, arcs faint but present (matched-filter SNR ~ 15-150, a few sigma
+    # per PSF element along the arc)
+    theta_a = rng.uniform(np.maximum(1.2, 0.9 * psf), 3.0)
+    theta_e = np.select([scene == LENS_A, scene == LENS_B], [theta_a, u(0.9, 2.2)], u(0.8, 2.0))
+    src_mag = np.select([scene == LENS_A, scene == LENS_B], [u(20.8, 22.3), u(21.8, 23.0)], u(21.5, 23.5))
+    beta_frac = np.where(scene == LENS_A, u(0.06, 0.3), u(0.1, 0.45))
     q_lens = np.clip(cat["host_q"] + rng.normal(0, 0.1, n), 0.45, 1.0)
     phi_lens = cat["host_phi"] + rng.normal(0, 0.2, n)
     ell = (1 - q_lens) / (1 + q_lens)
     g_mag, g_ang = u(0.0, 0.05), u(0, np.pi)
     ang = u(0, 2 * np.pi)
     src_flux_r = 10 ** ((22.5 - src_mag) / 2.5) * 10 ** (-0.4 * 2.165 * cat["ebv"])
-    clump_frac = u(0.3, 0.6)
+    # clumps carry 15-40 % of the light: knots along the arcs without turning them into beads
+    clump_frac = u(0.15, 0.4)
     n_cl = rng.integers(2, N_SOURCE_CLUMPS + 1, n)
     on = np.arange(N_SOURCE_CLUMPS)[None] < n_cl[:, None]
     share = rng.dirichlet(np.ones(N_SOURCE_CLUMPS), n) * on
     share /= share.sum(1, keepdims=True)
-    src_r_e = u(0.15, 0.45)
+    src_r_e = np.where(scene == LENS_A, u(0.35, 0.7), u(0.25, 0.55))
     cr = src_r_e[:, None] * np.sqrt(rng.uniform(0.0, 1.5, (n, N_SOURCE_CLUMPS)))
     ca = rng.uniform(0, 2 * np.pi, (n, N_SOURCE_CLUMPS))
     return {
@@ -130,5 +184,5 @@ def _lens_params(rng: np.random.Generator, cat: dict[str, np.ndarray]) -> dict[s
         "clump_flux": _colour_fluxes((src_flux_r * clump_frac)[:, None] * share,
                                      u(0.0, 0.3, (n, N_SOURCE_CLUMPS)), u(-0.1, 0.2, (n, N_SOURCE_CLUMPS))),
         "clump_x": cr * np.cos(ca), "clump_y": cr * np.sin(ca),
-        "clump_sigma": rng.uniform(0.03, 0.1, (n, N_SOURCE_CLUMPS)),
+        "clump_sigma": rng.uniform(0.05, 0.15, (n, N_SOURCE_CLUMPS)),
     }
