@@ -101,3 +101,26 @@ def gather(
 
 def _empty(shape: tuple[int, ...]) -> np.ndarray:
     return np.empty(shape, np.float32)
+
+
+class PerFileStore:
+    """Shared part of the one-file-per-cutout stores (``npz``, ``fits``): keys are paths below
+    ``root`` (escapes refused by :func:`cutout_path`), and a batch is read one file at a time.
+    Subclasses set ``format`` and implement ``get``."""
+
+    format = ""
+
+    def __init__(self, root: str | Path, stamp: int | None = None) -> None:
+        self.root = Path(root)
+        self.stamp = stamp
+
+    def path(self, key: str) -> Path:
+        return cutout_path(self.root, key)
+
+    def get(self, key: str) -> np.ndarray:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def get_many(self, keys: Sequence[str], *, codes: Sequence[int] | np.ndarray | None = None,
+                 view: ViewFn | None = None, alloc: AllocFn | None = None) -> np.ndarray:
+        """``(N, 3, H, W)`` batch of ``keys``, one file at a time (see :func:`gather`)."""
+        return gather(self.get, keys, codes=codes, view=view, alloc=alloc)

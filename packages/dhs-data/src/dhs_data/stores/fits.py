@@ -11,11 +11,10 @@ from __future__ import annotations
 
 import warnings
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from dhs_data.stores.base import BANDS, AllocFn, CutoutError, ViewFn, check_cutout, cutout_path, gather
+from dhs_data.stores.base import BANDS, CutoutError, PerFileStore, check_cutout, cutout_path
 
 
 def write_fits(root: str | Path, key: str, cutout: np.ndarray, *, bands: str = "grz") -> Path:
@@ -33,22 +32,10 @@ def write_fits(root: str | Path, key: str, cutout: np.ndarray, *, bands: str = "
     return path
 
 
-class FitsStore:
+class FitsStore(PerFileStore):
     """Reader of a ``fits`` store rooted at ``root``."""
 
     format = "fits"
-
-    def __init__(self, root: str | Path, stamp: int | None = None) -> None:
-        self.root = Path(root)
-        self.stamp = stamp
-
-    def path(self, key: str) -> Path:
-        return cutout_path(self.root, key)
-
-    def get_many(self, keys: Sequence[str], *, codes: Sequence[int] | np.ndarray | None = None,
-                 view: ViewFn | None = None, alloc: AllocFn | None = None) -> np.ndarray:
-        """``(N, 3, H, W)`` batch of ``keys``, one file at a time (see :func:`~dhs_data.stores.base.gather`)."""
-        return gather(self.get, keys, codes=codes, view=view, alloc=alloc)
 
     def get(self, key: str) -> np.ndarray:
         from astropy.io import fits

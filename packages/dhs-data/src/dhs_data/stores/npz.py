@@ -8,11 +8,10 @@ from __future__ import annotations
 
 import zipfile
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
-from dhs_data.stores.base import AllocFn, CutoutError, ViewFn, check_cutout, cutout_path, gather
+from dhs_data.stores.base import CutoutError, PerFileStore, check_cutout, cutout_path
 
 
 def write_npz(root: str | Path, key: str, cutout: np.ndarray, *, compress: bool = False) -> Path:
@@ -25,22 +24,10 @@ def write_npz(root: str | Path, key: str, cutout: np.ndarray, *, compress: bool 
     return path
 
 
-class NpzStore:
+class NpzStore(PerFileStore):
     """Reader of an ``npz`` store rooted at ``root``."""
 
     format = "npz"
-
-    def __init__(self, root: str | Path, stamp: int | None = None) -> None:
-        self.root = Path(root)
-        self.stamp = stamp
-
-    def path(self, key: str) -> Path:
-        return cutout_path(self.root, key)
-
-    def get_many(self, keys: Sequence[str], *, codes: Sequence[int] | np.ndarray | None = None,
-                 view: ViewFn | None = None, alloc: AllocFn | None = None) -> np.ndarray:
-        """``(N, 3, H, W)`` batch of ``keys``, one file at a time (see :func:`~dhs_data.stores.base.gather`)."""
-        return gather(self.get, keys, codes=codes, view=view, alloc=alloc)
 
     def get(self, key: str) -> np.ndarray:
         path = self.path(key)

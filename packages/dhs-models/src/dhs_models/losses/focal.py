@@ -3,13 +3,11 @@ lens searches (~1 lens per 10^3-10^4 galaxies)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import torch
 import torch.nn.functional as F
 from pydantic import Field
 
-from dhs_models.losses.weighting import WeightedLossConfig, sample_weights, weighted_mean
+from dhs_models.losses.weighting import WeightedLoss, WeightedLossConfig
 
 
 class FocalConfig(WeightedLossConfig):
@@ -21,33 +19,19 @@ class FocalConfig(WeightedLossConfig):
     alpha: float | None = Field(default=0.25, ge=0.0, le=1.0)
 
 
-class FocalLoss:
-    """``loss(logits, labels, sample_weight=None, tier=None) -> scalar``."""
+class FocalLoss(WeightedLoss):
+    """Focal loss per sample (Lin et al. 2017)."""
 
-    def __init__(self, config: FocalConfig) -> None:
-        self.config = config
-
-    def __call__(
-        self,
-        logits: torch.Tensor,
-        labels: torch.Tensor,
-        *,
-        sample_weight: torch.Tensor | None = None,
-        tier: Sequence[str | None] | None = None,
-    ) -> torch.Tensor:
-        logits = logits.reshape(-1).float()
-        labels = labels.reshape(-1).to(logits.dtype)
+    def per_sample(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         # log p_t from BCE-with-logits is stable for large |logit|, unlike log(sigmoid(x))
         ce = F.binary_cross_entropy_with_logits(logits, labels, reduction="none")
         p = torch.sigmoid(logits)
         p_t = p * labels + (1 - p) * (1 - labels)
-        per_sample = ce * (1 - p_t) ** self.config.gamma
+        loss = ce * (1 - p_t) ** self.config.gamma
         if self.config.alpha is not None:
             a = self.config.alpha
-            per_sample = (a * labels + (1 - a) * (1 - labels)) * per_sample
-        w = sample_weights(self.config, logits.shape[0], sample_weight=sample_weight, tier=tier,
-                           device=logits.device)
-        return weighted_mean(per_sample, w)
+            loss = (a * labels + (1 - a) * (1 - labels)) * loss
+        return loss
 
 
 def build_focal(config: FocalConfig) -> FocalLoss:

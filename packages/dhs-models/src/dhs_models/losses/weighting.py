@@ -66,3 +66,28 @@ def weighted_mean(per_sample: torch.Tensor, weights: torch.Tensor | None) -> tor
     weights = weights.to(per_sample.dtype)
     # clamp: a batch whose weights are all zero contributes zero, not NaN
     return (per_sample * weights).sum() / weights.sum().clamp_min(torch.finfo(per_sample.dtype).tiny)
+
+
+class WeightedLoss:
+    """``loss(logits, labels, sample_weight=None, tier=None) -> scalar``: a per-sample loss
+    (from :meth:`per_sample`) reduced by the configured weighting's weighted mean."""
+
+    def __init__(self, config: WeightedLossConfig) -> None:
+        self.config = config
+
+    def per_sample(self, logits: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:  # pragma: no cover
+        raise NotImplementedError
+
+    def __call__(
+        self,
+        logits: torch.Tensor,
+        labels: torch.Tensor,
+        *,
+        sample_weight: torch.Tensor | None = None,
+        tier: Sequence[str | None] | None = None,
+    ) -> torch.Tensor:
+        logits = logits.reshape(-1).float()
+        labels = labels.reshape(-1).to(logits.dtype)
+        w = sample_weights(self.config, logits.shape[0], sample_weight=sample_weight, tier=tier,
+                           device=logits.device)
+        return weighted_mean(self.per_sample(logits, labels), w)
