@@ -20,7 +20,7 @@ import time
 import numpy as np
 import torch
 
-from dhs_inject import engine
+from dhs_inject import engine, render
 from dhs_inject.priors import PriorConfig, draw_parameters
 from dhs_inject.sources import sersic_b_n
 
@@ -104,6 +104,8 @@ def main() -> None:
     print(f"threads={torch.get_num_threads()} device={args.device} batch={args.batch} "
           f"{N_PIX}px ss{SUPERSAMPLE} 3 bands SIE+shear+Sersic+Gaussian PSF")
     print(f"dhs warm-up (torch.compile, excluded): {warmup:.1f} s")
+    if render.fast_kernel_failure():  # the injectors' fallback: the figure below is the eager path's
+        print(f"dhs compiled kernel unavailable, eager path measured: {render.fast_kernel_failure()}")
     print(f"dhs: {dhs:.1f} injections/s (passes before/after the baseline: {dhs1:.0f}, {dhs2:.0f})   "
           f"lenstronomy: {lt:.2f} injections/s ({n_lt} injections)")
     print(f"inject: ratio {dhs / lt:.1f} (dhs batched 3-band injections/s vs lenstronomy ImageModel per band)")
