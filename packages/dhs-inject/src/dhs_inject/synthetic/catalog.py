@@ -117,6 +117,13 @@ def _galaxies(rng, scene: np.ndarray) -> dict[str, np.ndarray]:
     g_r = np.where(lrg, rng.uniform(1.6, 1.9, n), g_r)
     r_z = np.where(lrg, rng.uniform(0.9, 1.1, n), r_z)
     r_e = np.where(lrg, _lognormal(rng, 1.1, 0.3, 0.5, 3.0, n) * 10 ** (-0.12 * (mag_r - 18.5)), r_e)
+    # tier-A deflectors: the LRGs on which graders see a clear arc are the compact, moderately
+    # bright ones (r 18-20, R_e 0.5-1.3"); on a giant r ~ 17 elliptical with R_e > 2" an arc at
+    # 1-2" sits on a bright halo and rarely earns an A
+    tier_a = scene == sc.LENS_A
+    mag_r = np.where(tier_a, rng.uniform(18.0, 20.0, n), mag_r)
+    r_e = np.where(tier_a, np.clip(_lognormal(rng, 0.8, 0.25, 0.5, 1.3, n) * 10 ** (-0.12 * (mag_r - 19.0)),
+                                   0.5, 1.3), r_e)
     # thin disks seen edge-on; spirals nearly face-on with room for arms
     q = np.where(scene == sc.EDGE_ON, rng.uniform(0.1, 0.25, n), q)
     r_e = np.where(np.isin(scene, (sc.EDGE_ON, sc.SPIRAL)), rng.uniform(1.0, 2.5, n), r_e)
@@ -126,6 +133,8 @@ def _galaxies(rng, scene: np.ndarray) -> dict[str, np.ndarray]:
     # and bulge add their own light)
     r_e = np.where(scene == sc.SPIRAL, rng.uniform(2.2, 4.0, n), r_e)
     mag_r = np.where(scene == sc.SPIRAL, rng.uniform(17.0, 19.0, n), mag_r)
+    # merging pair: compact enough that the companion 2.5-4.5" away and the tails stand apart
+    r_e = np.where(scene == sc.MERGER, rng.uniform(0.5, 1.3, n), r_e)
     # ring hosts: compact early types, so the ring at 2-4" sits outside their light
     r_e = np.where(scene == sc.RING, rng.uniform(0.4, 1.2, n), r_e)
     mag_r = np.where(scene == sc.RING, rng.uniform(18.0, 20.0, n), mag_r)

@@ -77,3 +77,27 @@ def lensed_source_images(cat: dict[str, np.ndarray], stamp: int) -> tuple[np.nda
     images = (sb.reshape(m, 3, stamp, s, stamp, s).mean(dim=(3, 5)) * PIXEL_SCALE**2).numpy()
     source_r = (p["src_diffuse_flux"][:, 1] + p["clump_flux"][:, :, 1].sum(1)).numpy()
     return images, images[:, 1].sum((1, 2)) / np.maximum(source_r, 1e-30)
+
+
+def brightness_scale(arcs_seen: np.ndarray, host_seen_r: np.ndarray, sigma: np.ndarray, contrast: np.ndarray,
+                     snr: np.ndarray, mag_range: np.ndarray) -> np.ndarray:
+    """(M,) factors that bring each source to its brightness target (images are linear in flux).
+
+    ``arcs_seen`` (M, 3, H, W) are the PSF-convolved arcs, ``host_seen_r`` (M, H, W) the convolved
+    host in r and ``sigma`` (M, 3) the per-pixel sky noise. The arc is made bright enough for both
+    (i) its peak r surface brightness to be ``contrast`` times the host's at that pixel (visible
+    against the deflector's light) and (ii) its matched-filter SNR alone, sqrt(sum over g, r, z
+    pixels of (arc / sigma)^2), to be ``snr`` (visible against the sky), whichever needs more flux.
+    The total lensed r flux in the stamp is then clipped to ``mag_range`` (M, 2) = (bright, faint)
+    magnitudes, which keeps the population realistic where a target would need an implausibly
+    bright source (or allows a fainter one).
+    """
+    m = arcs_seen.shape[0]
+    r = arcs_seen[:, 1].reshape(m, -1).astype(np.float64)
+    peak = r.argmax(1)
+    arc_peak = np.maximum(r[np.arange(m), peak], 1e-30)
+    host_at = host_seen_r.reshape(m, -1)[np.arange(m), peak]
+    arc_snr = np.sqrt(((arcs_seen / sigma[:, :, None, None]) ** 2).sum((1, 2, 3)))
+    scale = np.maximum(contrast * host_at / arc_peak, snr / np.maximum(arc_snr, 1e-30))
+    flux = np.maximum(r.sum(1), 1e-30)
+    return np.clip(scale, 10 ** ((22.5 - mag_range[:, 1]) / 2.5) / flux, 10 ** ((22.5 - mag_range[:, 0]) / 2.5) / flux)

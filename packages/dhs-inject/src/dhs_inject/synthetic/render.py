@@ -16,7 +16,7 @@ import numpy as np
 from dhs_inject.psf import DEFAULT_BAND_SCALE
 from dhs_inject.synthetic import morphology as mo
 from dhs_inject.synthetic import scenes as sc
-from dhs_inject.synthetic.lensed import lensed_source_images
+from dhs_inject.synthetic.lensed import brightness_scale, lensed_source_images
 from dhs_inject.synthetic.optics import convolve_stamps, sky_sigma
 
 BAND_SCALE = np.asarray(DEFAULT_BAND_SCALE)
@@ -72,9 +72,11 @@ def render_chunk(cat: dict[str, np.ndarray], *, stamp: int, beta: float, seed: i
                  noise: bool = True) -> tuple[np.ndarray, dict[str, np.ndarray]]:
     """(N, 3, stamp, stamp) float32 cutouts of catalog rows ``cat`` and per-row arc truth.
 
-    Returns the cutouts and ``{"arc_snr", "magnification", "arc_flux_r"}`` (zero for non-lenses):
-    the matched-filter SNR of the PSF-convolved arcs over all bands, the source magnification and
-    the r-band arc flux in the stamp.
+    Returns the cutouts and ``{"arc_snr", "magnification", "arc_flux_r", "arc_contrast",
+    "source_mag_r"}`` (zero for non-lenses): the matched-filter SNR of the PSF-convolved arcs over all
+    bands, the source magnification, the r-band arc flux in the stamp, the arc's peak r surface
+    brightness over the host's at that pixel, and the unlensed source magnitude after the source
+    was scaled to its tier's brightness target.
     """
     n = cat["scene"].size
     x, y = mo.stamp_grid(stamp)
@@ -91,15 +93,26 @@ def render_chunk(cat: dict[str, np.ndarray], *, stamp: int, beta: float, seed: i
         _add(intrinsic, sub, nb, cat["nb_flux"][sub, k])
     fwhm = cat["psfsize_r"][:, None] * BAND_SCALE[None]
     sigma = sky_sigma(fwhm, np.stack([cat["psfdepth_g"], cat["psfdepth_r"], cat["psfdepth_z"]], 1), stamp, beta)
-    truth = {"arc_snr": np.zeros(n), "magnification": np.zeros(n), "arc_flux_r": np.zeros(n)}
+    truth = {k: np.zeros(n) for k in ("arc_snr", "magnification", "arc_flux_r", "arc_contrast", "source_mag_r")}
     lens_idx = np.flatnonzero(np.isin(cat["scene"], sc.LENS_SCENES))
     if lens_idx.size:
         arcs, magnification = lensed_source_images({k: v[lens_idx] for k, v in cat.items()}, stamp)
-        intrinsic[lens_idx] += arcs
         arcs_seen = convolve_stamps(arcs, fwhm[lens_idx], beta)
+        host_seen_r = convolve_stamps(host[lens_idx, None] * cat["host_flux"][lens_idx, 1, None, None, None],
+                                      fwhm[lens_idx, 1:2], beta)[:, 0]
+        scale = brightness_scale(arcs_seen, host_seen_r, sigma[lens_idx], cat["arc_contrast"][lens_idx],
+                                 cat["arc_snr_target"][lens_idx], cat["arc_mag_range"][lens_idx])
+        arcs *= scale.astype(np.float32)[:, None, None, None]
+        arcs_seen *= scale.astype(np.float32)[:, None, None, None]
+        intrinsic[lens_idx] += arcs
         truth["arc_snr"][lens_idx] = np.sqrt(((arcs_seen / sigma[lens_idx, :, None, None]) ** 2).sum((1, 2, 3)))
         truth["magnification"][lens_idx] = magnification
         truth["arc_flux_r"][lens_idx] = arcs_seen[:, 1].sum((1, 2))
+        r = arcs_seen[:, 1].reshape(lens_idx.size, -1)
+        peak = r.argmax(1)
+        truth["arc_contrast"][lens_idx] = r[np.arange(peak.size), peak] / np.maximum(
+            host_seen_r.reshape(lens_idx.size, -1)[np.arange(peak.size), peak], 1e-30)
+        truth["source_mag_r"][lens_idx] = cat["source_mag_r"][lens_idx] - 2.5 * np.log10(scale)
     pix = mo.PIXEL_SCALE
     stars = (cat["star_x"] / pix + (stamp - 1) / 2, cat["star_y"] / pix + (stamp - 1) / 2, cat["star_flux"])
     images = convolve_stamps(intrinsic, fwhm, beta, point_sources=stars)

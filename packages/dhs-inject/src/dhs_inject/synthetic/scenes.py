@@ -25,6 +25,14 @@ LRG_HOST_SCENES = (N1_LRG, RING, LENS_A, LENS_B, LABEL_NOISE, HIDDEN)
 LENS_SCENES = (LENS_A, LENS_B, HIDDEN)
 N_KNOTS = 7
 N_SOURCE_CLUMPS = 6
+#: arc brightness targets per lens tier (tier B also for hidden lenses): the seen arc's peak r surface
+#: brightness over the host's at that pixel ("contrast"), the minimum matched-filter SNR of the arc
+#: alone against sky noise (g+r+z) and the total lensed r magnitude range (bright, faint) it is
+#: clipped to. Tier A: arcs above the deflector's light and bright (real DR10 tier-A arcs are
+#: r ~ 19.5-22 in all); tier B: below the host's peak light there but still several times the sky
+#: noise along the arc, i.e. a faint arc a careful grader sees
+ARC_TARGETS = {"A": {"contrast": (1.5, 4.0), "snr": (80.0, 200.0), "mag": (19.5, 22.0)},
+               "B": {"contrast": (0.3, 0.8), "snr": (15.0, 40.0), "mag": (20.5, 23.8)}}
 
 
 def manifest_labels(scene: np.ndarray) -> dict[str, np.ndarray]:
@@ -107,20 +115,29 @@ def _knots(rng: np.random.Generator, n: int) -> dict[str, np.ndarray]:
                                         rng.uniform(-0.1, 0.2, (n, N_KNOTS)))}
 
 
+#: closest approach (arcsec) of a tidal tail to the other galaxy's centre, and in units of its R_e
+TAIL_CLEARANCE, TAIL_CLEARANCE_RE = 1.8, 2.0
+_TAIL_STEPS = 33
+
+
 def _merger(rng: np.random.Generator, cat: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
-    """merger: a companion 1.8-4" away and one or two tidal tails, each a circular arc.
+    """merger: a companion 2.5-4.5" away and one or two long tidal tails, each a circular arc.
 
     Tail k leaves galaxy k (host, companion) on the side away from the other galaxy, tilted by
-    20-70 deg, then bends with radius 2-4" through 70-160 deg (2.5-10" long); both tails turn the
-    same way, giving the point-symmetric shape of a prograde encounter. mu_r ~ 22.5-24 mag/arcsec^2.
+    10-45 deg, then bends with radius 2.5-4.5" through 80-150 deg (3.5-11" long); both tails turn the
+    same way, giving the point-symmetric shape of a prograde encounter. A tail is cut short where it
+    would come within max(1.8", 2 R_e) of the other galaxy, so it reads as a separate curved stream
+    (the arc-like look that makes mergers the hard confuser), not as light smeared onto the
+    companion. Tails are bright (30-60 % of the host's r flux in all, mu_r ~ 21.5-23 mag/arcsec^2,
+    like the brightest Toomre-type tails) and bluish (g-r 0.3-0.8), again like lensed arcs.
     """
     n = cat["scene"].size
     host_r = cat["host_flux"][:, 1]
     u = lambda lo, hi, shape=n: rng.uniform(lo, hi, shape)  # noqa: E731
-    sep, sang = u(1.8, 4.0), u(0, 2 * np.pi)
+    sep, sang = u(2.5, 4.5), u(0, 2 * np.pi)
     p = {"comp_x": sep * np.cos(sang), "comp_y": sep * np.sin(sang),
-         "comp_flux": _colour_fluxes(host_r * u(0.3, 1.0), u(0.8, 1.6), u(0.4, 0.9))}
-    p["comp_r_e"], p["comp_q"], p["comp_phi"] = u(0.4, 1.0), u(0.4, 1.0), u(0, np.pi)
+         "comp_flux": _colour_fluxes(host_r * u(0.25, 0.8), u(0.8, 1.6), u(0.4, 0.9))}
+    p["comp_r_e"], p["comp_q"], p["comp_phi"] = u(0.4, 0.9), u(0.4, 1.0), u(0, np.pi)
     sense = np.where(rng.uniform(size=(n, 1)) < 0.5, 1.0, -1.0)
     out_ang = sang[:, None] + np.array([np.pi, 0.0])  # away from the other galaxy
     gal_x = np.stack([np.zeros(n), p["comp_x"]], 1)
@@ -128,18 +145,30 @@ def _merger(rng: np.random.Generator, cat: dict[str, np.ndarray]) -> dict[str, n
     r_e = np.stack([cat["host_r_e"], p["comp_r_e"]], 1)
     reach = np.clip(1.2 * r_e, 0.5, 1.8)
     sx, sy = gal_x + reach * np.cos(out_ang), gal_y + reach * np.sin(out_ang)
-    t_ang = out_ang + sense * np.radians(u(20, 70, (n, 2)))
-    radius = u(2.0, 4.0, (n, 2))
+    t_ang = out_ang + sense * np.radians(u(10, 45, (n, 2)))
+    radius = u(2.5, 4.5, (n, 2))
     # centre of curvature to the left of the direction of travel for counter-clockwise tails
     p["tail_cx"] = sx - sense * radius * np.sin(t_ang)
     p["tail_cy"] = sy + sense * radius * np.cos(t_ang)
     p["tail_start"] = np.arctan2(sy - p["tail_cy"], sx - p["tail_cx"])
-    p["tail_radius"], p["tail_width"] = radius, u(0.25, 0.45, (n, 2))
-    p["tail_span"] = np.radians(u(70, 160, (n, 2))) * sense
+    p["tail_radius"], p["tail_width"] = radius, u(0.25, 0.4, (n, 2))
+    span = np.radians(u(80, 150, (n, 2)))
+    # walk along each tail; stop it before it comes close to the other galaxy (the widening tip,
+    # two root widths at the end, is included in the clearance)
+    f = np.linspace(0.0, 1.0, _TAIL_STEPS)
+    ang = p["tail_start"][..., None] + sense[..., None] * span[..., None] * f
+    px = p["tail_cx"][..., None] + radius[..., None] * np.cos(ang)
+    py = p["tail_cy"][..., None] + radius[..., None] * np.sin(ang)
+    other_x, other_y = gal_x[:, ::-1, None], gal_y[:, ::-1, None]
+    clear = np.maximum(TAIL_CLEARANCE, TAIL_CLEARANCE_RE * r_e[:, ::-1])[..., None] + 2 * p["tail_width"][..., None]
+    bad = np.hypot(px - other_x, py - other_y) < clear
+    first_bad = np.where(bad.any(-1), bad.argmax(-1), _TAIL_STEPS)
+    keep = np.maximum(first_bad - 1, 0) / (_TAIL_STEPS - 1)
+    p["tail_span"] = span * keep * sense
     two = rng.uniform(size=n) < 0.6
-    tail_r = host_r * u(0.15, 0.35)
-    p["tail_flux"] = _colour_fluxes(tail_r[:, None] * np.stack([np.where(two, 0.5, 1.0), np.where(two, 0.5, 0)], 1),
-                                    u(0.5, 1.0, (n, 2)), u(0.3, 0.6, (n, 2)))
+    tail_r = host_r * u(0.3, 0.6)
+    share = np.stack([np.where(two, 0.6, 1.0), np.where(two, 0.4, 0)], 1) * (keep > 0.2)
+    p["tail_flux"] = _colour_fluxes(tail_r[:, None] * share, u(0.3, 0.8, (n, 2)), u(0.2, 0.5, (n, 2)))
     return p
 
 
@@ -148,15 +177,25 @@ def _lens_params(rng: np.random.Generator, cat: dict[str, np.ndarray]) -> dict[s
     scene, n = cat["scene"], cat["scene"].size
     u = lambda lo, hi, shape=n: rng.uniform(lo, hi, shape)  # noqa: E731
     psf = cat["psfsize_r"]
-    # tier A: clearly resolved arcs (theta_E >= 0.9 PSF and >= 1.2") of extended sources
-    # (R_e 0.35-0.7") lensed to r ~ 18.5-20.5; beta = 0.06-0.3 theta_E gives tangential stretches
-    # (theta_E + beta) / beta ~ 4-17, i.e. long arcs or near-rings rather than blobs. Tier B: smaller
-    # theta_E and fainter sources, arcs faint but present (matched-filter SNR ~ 15-150, a few sigma
-    # per PSF element along the arc)
-    theta_a = rng.uniform(np.maximum(1.2, 0.9 * psf), 3.0)
-    theta_e = np.select([scene == LENS_A, scene == LENS_B], [theta_a, u(0.9, 2.2)], u(0.8, 2.0))
+    # tier A: clearly resolved arcs (theta_E >= 0.9 PSF, >= 1.2" and >= 1.2 host R_e, so the arc lies
+    # outside the compact host's core) of extended sources (R_e 0.35-0.7"); beta = 0.06-0.3 theta_E
+    # gives tangential stretches (theta_E + beta) / beta ~ 4-17, i.e. long arcs or near-rings.
+    # Tier B (and hidden lenses): theta_E >= 0.75 PSF FWHM (1.5 HWHM) and >= 1", so the arc is not
+    # buried in the seeing disk of the host's core. The source magnitudes drawn here are only
+    # starting values: the renderer rescales each source to its brightness target (see
+    # :func:`dhs_inject.synthetic.lensed.brightness_scale`) and the truth table records the result
+    low_a = np.minimum(np.maximum.reduce([np.full(n, 1.2), 0.9 * psf, 1.2 * cat["host_r_e"]]), 2.5)
+    theta_a = rng.uniform(low_a, 3.0)
+    theta_b = rng.uniform(np.maximum(1.0, 0.75 * psf), 2.2)
+    theta_e = np.where(scene == LENS_A, np.minimum(theta_a, 3.0), theta_b)
     src_mag = np.select([scene == LENS_A, scene == LENS_B], [u(20.8, 22.3), u(21.8, 23.0)], u(21.5, 23.5))
-    beta_frac = np.where(scene == LENS_A, u(0.06, 0.3), u(0.1, 0.45))
+    # brightness targets (ARC_TARGETS): applied by the renderer, which measures each arc
+    tier = np.where(scene == LENS_A, "A", "B")
+    t = {key: np.where(tier == "A", *(np.array(ARC_TARGETS[k][key])[:, None] for k in "AB"))
+         for key in ("contrast", "snr", "mag")}
+    arc_contrast = rng.uniform(t["contrast"][0], t["contrast"][1])
+    arc_snr_target = rng.uniform(t["snr"][0], t["snr"][1])
+    beta_frac = np.where(scene == LENS_A, u(0.12, 0.45), u(0.1, 0.45))
     q_lens = np.clip(cat["host_q"] + rng.normal(0, 0.1, n), 0.45, 1.0)
     phi_lens = cat["host_phi"] + rng.normal(0, 0.2, n)
     ell = (1 - q_lens) / (1 + q_lens)
@@ -169,11 +208,12 @@ def _lens_params(rng: np.random.Generator, cat: dict[str, np.ndarray]) -> dict[s
     on = np.arange(N_SOURCE_CLUMPS)[None] < n_cl[:, None]
     share = rng.dirichlet(np.ones(N_SOURCE_CLUMPS), n) * on
     share /= share.sum(1, keepdims=True)
-    src_r_e = np.where(scene == LENS_A, u(0.35, 0.7), u(0.25, 0.55))
+    src_r_e = u(0.2, 0.45)
     cr = src_r_e[:, None] * np.sqrt(rng.uniform(0.0, 1.5, (n, N_SOURCE_CLUMPS)))
     ca = rng.uniform(0, 2 * np.pi, (n, N_SOURCE_CLUMPS))
     return {
-        "theta_e": theta_e, "lens_e1": ell * np.cos(2 * phi_lens), "lens_e2": ell * np.sin(2 * phi_lens),
+        "theta_e": theta_e, "arc_contrast": arc_contrast, "arc_snr_target": arc_snr_target,
+        "arc_mag_range": t["mag"].T.copy(), "lens_e1": ell * np.cos(2 * phi_lens), "lens_e2": ell * np.sin(2 * phi_lens),
         "gamma1": g_mag * np.cos(2 * g_ang), "gamma2": g_mag * np.sin(2 * g_ang), "source_mag_r": src_mag,
         "src_x": beta_frac * theta_e * np.cos(ang), "src_y": beta_frac * theta_e * np.sin(ang),
         "src_r_e": src_r_e, "src_q": u(0.4, 1.0), "src_phi": u(0, np.pi),

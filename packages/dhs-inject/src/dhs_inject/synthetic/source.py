@@ -71,9 +71,10 @@ def truth_table(cat: dict[str, np.ndarray], arc: dict[str, np.ndarray]) -> pa.Ta
     return pa.table({
         "galaxy_id": galaxy_ids(cat["row"]), "is_lens": lens,
         "scene": np.asarray(sc.SCENE_NAMES)[cat["scene"]].tolist(),
-        "theta_e": nan(cat["theta_e"]), "source_mag_r": nan(cat["source_mag_r"]),
+        "theta_e": nan(cat["theta_e"]), "source_mag_r": nan(arc["source_mag_r"]),
         "arc_snr": nan(arc["arc_snr"]), "magnification": nan(arc["magnification"]),
-        "arc_flux_r": nan(arc["arc_flux_r"]), "lens_e1": nan(cat["lens_e1"]), "lens_e2": nan(cat["lens_e2"]),
+        "arc_flux_r": nan(arc["arc_flux_r"]), "arc_contrast": nan(arc["arc_contrast"]),
+        "lens_e1": nan(cat["lens_e1"]), "lens_e2": nan(cat["lens_e2"]),
         "gamma1": nan(cat["gamma1"]), "gamma2": nan(cat["gamma2"]),
         "host_mag_g": host_mag[:, 0], "host_mag_r": host_mag[:, 1], "host_mag_z": host_mag[:, 2],
         "host_r_e": cat["host_r_e"], "host_sersic_n": cat["host_n"], "host_q": cat["host_q"],
@@ -97,7 +98,7 @@ def generate(config: SyntheticConfig, seed: int, out_dir: Path, *, executor=None
                         config.psf_beta, seed) for s in starts]
     workers = getattr(getattr(executor, "config", None), "workers", 1)
     group = max(1, 2 * workers)
-    arc = {k: np.zeros(n) for k in ("arc_snr", "magnification", "arc_flux_r")}
+    arc = {k: np.zeros(n) for k in ("arc_snr", "magnification", "arc_flux_r", "arc_contrast", "source_mag_r")}
     root = out_dir / STORE_ROOT[config.store]
     writer = ShardWriter(root, config.stamp) if config.store == "shards" else None
     bar = progress.task(f"synthetic survey ({config.stamp} px)", total=n) if progress is not None else None
