@@ -122,6 +122,12 @@ def _galaxies(rng, scene: np.ndarray) -> dict[str, np.ndarray]:
     # 1-2" sits on a bright halo and rarely earns an A
     tier_a = scene == sc.LENS_A
     mag_r = np.where(tier_a, rng.uniform(18.0, 20.0, n), mag_r)
+    # tier-B deflectors and hidden lenses: the LRG population short of the largest haloes (R_e <= 1.8"),
+    # on which a faint arc is still noticed by a careful grader
+    lens_b = np.isin(scene, (sc.LENS_B, sc.HIDDEN))
+    mag_r = np.where(lens_b, rng.uniform(17.5, 20.0, n), mag_r)
+    r_e = np.where(lens_b, np.clip(_lognormal(rng, 1.0, 0.3, 0.5, 1.8, n) * 10 ** (-0.12 * (mag_r - 18.5)),
+                                   0.5, 1.8), r_e)
     r_e = np.where(tier_a, np.clip(_lognormal(rng, 0.8, 0.25, 0.5, 1.3, n) * 10 ** (-0.12 * (mag_r - 19.0)),
                                    0.5, 1.3), r_e)
     # thin disks seen edge-on; spirals nearly face-on with room for arms

@@ -31,8 +31,8 @@ N_SOURCE_CLUMPS = 6
 #: clipped to. Tier A: arcs above the deflector's light and bright (real DR10 tier-A arcs are
 #: r ~ 19.5-22 in all); tier B: below the host's peak light there but still several times the sky
 #: noise along the arc, i.e. a faint arc a careful grader sees
-ARC_TARGETS = {"A": {"contrast": (1.5, 4.0), "snr": (80.0, 200.0), "mag": (19.5, 22.0)},
-               "B": {"contrast": (0.3, 0.8), "snr": (15.0, 40.0), "mag": (20.5, 23.8)}}
+ARC_TARGETS = {"A": {"contrast": (2.0, 5.0), "snr": (100.0, 250.0), "mag": (19.5, 22.0)},
+               "B": {"contrast": (0.5, 1.0), "snr": (25.0, 60.0), "mag": (20.0, 23.5)}}
 
 
 def manifest_labels(scene: np.ndarray) -> dict[str, np.ndarray]:
@@ -180,13 +180,13 @@ def _lens_params(rng: np.random.Generator, cat: dict[str, np.ndarray]) -> dict[s
     # tier A: clearly resolved arcs (theta_E >= 0.9 PSF, >= 1.2" and >= 1.2 host R_e, so the arc lies
     # outside the compact host's core) of extended sources (R_e 0.35-0.7"); beta = 0.06-0.3 theta_E
     # gives tangential stretches (theta_E + beta) / beta ~ 4-17, i.e. long arcs or near-rings.
-    # Tier B (and hidden lenses): theta_E >= 0.75 PSF FWHM (1.5 HWHM) and >= 1", so the arc is not
+    # Tier B (and hidden lenses): theta_E >= 0.75 PSF FWHM (1.5 HWHM), >= 1" and >= R_e, so the arc is not
     # buried in the seeing disk of the host's core. The source magnitudes drawn here are only
     # starting values: the renderer rescales each source to its brightness target (see
     # :func:`dhs_inject.synthetic.lensed.brightness_scale`) and the truth table records the result
     low_a = np.minimum(np.maximum.reduce([np.full(n, 1.2), 0.9 * psf, 1.2 * cat["host_r_e"]]), 2.5)
     theta_a = rng.uniform(low_a, 3.0)
-    theta_b = rng.uniform(np.maximum(1.0, 0.75 * psf), 2.2)
+    theta_b = rng.uniform(np.minimum(np.maximum.reduce([np.full(n, 1.0), 0.75 * psf, cat["host_r_e"]]), 2.0), 2.2)
     theta_e = np.where(scene == LENS_A, np.minimum(theta_a, 3.0), theta_b)
     src_mag = np.select([scene == LENS_A, scene == LENS_B], [u(20.8, 22.3), u(21.8, 23.0)], u(21.5, 23.5))
     # brightness targets (ARC_TARGETS): applied by the renderer, which measures each arc
@@ -220,9 +220,9 @@ def _lens_params(rng: np.random.Generator, cat: dict[str, np.ndarray]) -> dict[s
         # m = 1..3 Fourier distortions of the diffuse light's isophotes: irregular, lopsided shapes
         "src_modes": rng.uniform(0.0, 0.3, (n, 3)), "src_mode_phase": rng.uniform(0, 2 * np.pi, (n, 3)),
         # diffuse light redder than the star-forming clumps: a colour gradient across the source
-        "src_diffuse_flux": _colour_fluxes(src_flux_r * (1 - clump_frac), u(0.4, 0.8), u(0.2, 0.5)),
+        "src_diffuse_flux": _colour_fluxes(src_flux_r * (1 - clump_frac), u(0.25, 0.55), u(0.15, 0.45)),
         "clump_flux": _colour_fluxes((src_flux_r * clump_frac)[:, None] * share,
-                                     u(0.0, 0.3, (n, N_SOURCE_CLUMPS)), u(-0.1, 0.2, (n, N_SOURCE_CLUMPS))),
+                                     u(-0.1, 0.2, (n, N_SOURCE_CLUMPS)), u(-0.1, 0.2, (n, N_SOURCE_CLUMPS))),
         "clump_x": cr * np.cos(ca), "clump_y": cr * np.sin(ca),
         "clump_sigma": rng.uniform(0.05, 0.15, (n, N_SOURCE_CLUMPS)),
     }
