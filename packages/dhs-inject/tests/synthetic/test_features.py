@@ -195,3 +195,76 @@ def test_tier_a_arcs_are_tangentially_elongated_after_the_psf():
     stretch = np.array([np.divide(*_polar_moments(seen[i, 1], x, y)[::-1]) for i in range(24)])
     # tangential extent (arc length) well above the radial width, which the PSF sets
     assert np.mean(stretch > 2.0) >= 0.9
+
+
+def _arc_and_host(rows):
+    """Noiseless renders split into the arc alone and everything else (the same rows without the lens)."""
+    full, _ = render_chunk(rows, stamp=64, beta=BETA, seed=0, noise=False)
+    unlensed = {k: v.copy() for k, v in rows.items()}
+    unlensed["scene"][:] = sc.N1_LRG
+    rest, _ = render_chunk(unlensed, stamp=64, beta=BETA, seed=0, noise=False)
+    return full - rest, rest
+
+
+def _lensed_mag_r(arc):
+    return 22.5 - 2.5 * np.log10(arc[:, 1].sum((1, 2)))
+
+
+def test_tier_a_arc_peaks_stand_above_the_host_light():
+    rows = _rows(sc.LENS_A, 24)
+    assert np.all(rows["theta_e"] >= np.maximum(1.2, 0.9 * rows["psfsize_r"]) - 1e-9)
+    arc, host = _arc_and_host(rows)
+    r_arc, r_host = arc[:, 1].reshape(24, -1), host[:, 1].reshape(24, -1)
+    peak = r_arc.argmax(1)
+    contrast = r_arc[np.arange(24), peak] / r_host[np.arange(24), peak]
+    # at the arc's brightest pixel the seen arc outshines the seen deflector in r (and far more in g)
+    assert np.mean(contrast >= 1.0) >= 0.9
+    # the peak lies on the arc, outside the seeing disk of the host's core
+    rad = np.hypot(*(c.ravel()[peak] for c in mo.stamp_grid(64)))
+    assert np.all(rad >= 0.5 * rows["psfsize_r"])
+    # total lensed magnitudes in the range of real DR10 tier-A arcs
+    mag = _lensed_mag_r(arc)
+    assert np.all((mag > 19.5 - 0.01) & (mag < 22.0 + 0.01))
+
+
+def test_tier_b_arcs_are_faint_but_above_the_sky_and_outside_the_core():
+    rows = _rows(sc.LENS_B, 24)
+    # theta_E at least 1.5 PSF half widths: the arc is not inside the seeing disk of the core
+    assert np.all(rows["theta_e"] >= 0.75 * rows["psfsize_r"] - 1e-9) and np.all(rows["theta_e"] >= 1.0)
+    arc, _ = _arc_and_host(rows)
+    noisy, _ = render_chunk(rows, stamp=64, beta=BETA, seed=0, noise=True)
+    quiet, _ = render_chunk(rows, stamp=64, beta=BETA, seed=0, noise=False)
+    sigma = (noisy - quiet).std(axis=(2, 3))  # measured sky noise per object and band
+    snr = np.sqrt(((arc / sigma[:, :, None, None]) ** 2).sum((1, 2, 3)))
+    lo = sc.ARC_TARGETS["B"]["snr"][0]
+    # matched-filter SNR of the arc alone at least the tier-B floor (sky noise measured to ~1 %)
+    assert np.mean(snr >= 0.95 * lo) >= 0.9
+    mag = _lensed_mag_r(arc)
+    assert np.all((mag > 20.0 - 0.01) & (mag < 23.5 + 0.01))
+    # fainter than tier A on the whole
+    assert np.median(mag) > np.median(_lensed_mag_r(_arc_and_host(_rows(sc.LENS_A, 24))[0]))
+
+
+def test_tidal_tails_leave_on_the_far_side_and_stay_clear_of_the_other_galaxy():
+    rows = _rows(sc.MERGER, 24)
+    x, y = mo.stamp_grid(101)
+    gal_x = np.stack([np.zeros(24), rows["comp_x"]], 1)
+    gal_y = np.stack([np.zeros(24), rows["comp_y"]], 1)
+    r_e = np.stack([rows["host_r_e"], rows["comp_r_e"]], 1)
+    for k in range(2):
+        sub = np.flatnonzero(rows["tail_flux"][:, k, 1] > 0)
+        img = mo.curved_streams(x, y, radius=rows["tail_radius"][sub, k], width=rows["tail_width"][sub, k],
+                                start=rows["tail_start"][sub, k], span=rows["tail_span"][sub, k],
+                                center_x=rows["tail_cx"][sub, k], center_y=rows["tail_cy"][sub, k])
+        for j, i in enumerate(sub):
+            ox, oy = gal_x[i, 1 - k], gal_y[i, 1 - k]
+            own = np.array([gal_x[i, k], gal_y[i, k]])
+            w = img[j] / img[j].sum()
+            # the tail's light centroid is on the side of its galaxy away from the other one
+            cx, cy = (w * x).sum() - own[0], (w * y).sum() - own[1]
+            assert cx * (ox - own[0]) + cy * (oy - own[1]) < 0
+            # little of the tail's light falls on the other galaxy: a separate stream, not a smudge
+            near = np.hypot(x - ox, y - oy) < max(1.8, 2.0 * r_e[i, 1 - k])
+            assert w[near].sum() < 0.05
+            # long: the stream's light spans several arcsec (a curved arc, not a blob)
+            assert math.hypot(*(np.ptp(c[w > 0.2 * w.max()]) for c in (x, y))) > 3.0

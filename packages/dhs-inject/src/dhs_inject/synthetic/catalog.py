@@ -85,8 +85,12 @@ def _observing_conditions(rng, n: int) -> dict[str, np.ndarray]:
             "ebv": _lognormal(rng, 0.03, 0.5, 0.005, 0.15, n)}
 
 
-def _galaxies(rng, scene: np.ndarray) -> dict[str, np.ndarray]:
-    """Host galaxy morphology, magnitude and colour for every scene."""
+def _galaxies(rng, scene: np.ndarray, lens_rng) -> dict[str, np.ndarray]:
+    """Host galaxy morphology, magnitude and colour for every scene.
+
+    Lens and merger hosts get their sizes and magnitudes from ``lens_rng``, a second stream, so
+    tuning those populations leaves every other object of a seeded catalog unchanged.
+    """
     n = scene.size
     lrg = np.isin(scene, sc.LRG_HOST_SCENES)
     # field galaxies: counts rise ~10^(0.3 m) towards the faint limit of a lens-search sample
@@ -121,14 +125,14 @@ def _galaxies(rng, scene: np.ndarray) -> dict[str, np.ndarray]:
     # bright ones (r 18-20, R_e 0.5-1.3"); on a giant r ~ 17 elliptical with R_e > 2" an arc at
     # 1-2" sits on a bright halo and rarely earns an A
     tier_a = scene == sc.LENS_A
-    mag_r = np.where(tier_a, rng.uniform(18.0, 20.0, n), mag_r)
+    mag_r = np.where(tier_a, lens_rng.uniform(18.0, 20.0, n), mag_r)
     # tier-B deflectors and hidden lenses: the LRG population short of the largest haloes (R_e <= 1.8"),
     # on which a faint arc is still noticed by a careful grader
     lens_b = np.isin(scene, (sc.LENS_B, sc.HIDDEN))
-    mag_r = np.where(lens_b, rng.uniform(17.5, 20.0, n), mag_r)
-    r_e = np.where(lens_b, np.clip(_lognormal(rng, 1.0, 0.3, 0.5, 1.8, n) * 10 ** (-0.12 * (mag_r - 18.5)),
+    mag_r = np.where(lens_b, lens_rng.uniform(17.5, 20.0, n), mag_r)
+    r_e = np.where(lens_b, np.clip(_lognormal(lens_rng, 1.0, 0.3, 0.5, 1.8, n) * 10 ** (-0.12 * (mag_r - 18.5)),
                                    0.5, 1.8), r_e)
-    r_e = np.where(tier_a, np.clip(_lognormal(rng, 0.8, 0.25, 0.5, 1.3, n) * 10 ** (-0.12 * (mag_r - 19.0)),
+    r_e = np.where(tier_a, np.clip(_lognormal(lens_rng, 0.8, 0.25, 0.5, 1.3, n) * 10 ** (-0.12 * (mag_r - 19.0)),
                                    0.5, 1.3), r_e)
     # thin disks seen edge-on; spirals nearly face-on with room for arms
     q = np.where(scene == sc.EDGE_ON, rng.uniform(0.1, 0.25, n), q)
@@ -140,7 +144,7 @@ def _galaxies(rng, scene: np.ndarray) -> dict[str, np.ndarray]:
     r_e = np.where(scene == sc.SPIRAL, rng.uniform(2.2, 4.0, n), r_e)
     mag_r = np.where(scene == sc.SPIRAL, rng.uniform(17.0, 19.0, n), mag_r)
     # merging pair: compact enough that the companion 2.5-4.5" away and the tails stand apart
-    r_e = np.where(scene == sc.MERGER, rng.uniform(0.5, 1.3, n), r_e)
+    r_e = np.where(scene == sc.MERGER, lens_rng.uniform(0.5, 1.3, n), r_e)
     # ring hosts: compact early types, so the ring at 2-4" sits outside their light
     r_e = np.where(scene == sc.RING, rng.uniform(0.4, 1.2, n), r_e)
     mag_r = np.where(scene == sc.RING, rng.uniform(18.0, 20.0, n), mag_r)
@@ -167,7 +171,7 @@ def build_catalog(cfg: SyntheticConfig, seed: int) -> dict[str, np.ndarray]:
     cat: dict[str, np.ndarray] = {"scene": scene, "row": np.arange(n)}
     cat["ra"], cat["dec"] = _sky_patch(rng, cfg, n)
     cat.update(_observing_conditions(rng, n))
-    cat.update(_galaxies(rng, scene))
+    cat.update(_galaxies(rng, scene, np.random.default_rng([seed, 1])))
     cat["host_flux"] = observed_fluxes(cat["host_mag_r"], cat["host_gr"], cat["host_rz"], cat["ebv"])
     cat.update(sc.draw_scene_params(rng, cat))
     cat.update(_field(rng, cfg, cat))
