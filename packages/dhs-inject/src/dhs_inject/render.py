@@ -170,7 +170,7 @@ def _run_pipeline(args: tuple, compile: bool) -> torch.Tensor:
             first_line = (str(exc).strip().splitlines() or [""])[0]
             _fast_kernel_failure = f"{type(exc).__name__}: {first_line}"
             _log.warning("torch.compile of the fused ray-shooting kernel failed (%s); rendering with the "
-                         "eager path (same results, ~5x slower)", _fast_kernel_failure)
+                         "eager path (same results, several times slower)", _fast_kernel_failure)
     return _sersic_pipeline(*args)
 
 

@@ -30,7 +30,7 @@ class InjectorConfig(ComponentConfig):
     # render Sersic (+ clump) sources with the fused torch.compile'd kernel (pixel-stamp sources
     # always use the generic path); compiled once per process; if
     # compilation is impossible here, a warning gives the reason and the eager path is used);
-    # False = always the eager path (same maths; no compile time, ~5x slower per injection)
+    # False = always the eager path (same maths; no compile time; ~3.5x slower per model1 injection)
     fast_kernel: bool = True
 
 
