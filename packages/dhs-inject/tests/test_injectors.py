@@ -82,3 +82,24 @@ def test_grid_presets_and_manifest():
     assert set(again["galaxy_id"][again["label"] == 0]) == controls
     paired = build_injection_manifest(ids, cfg, control_frac=0.3, seed=5, paired_controls=True)
     assert set(paired["galaxy_id"][paired["label"] == 0]) == injected
+
+
+def test_fast_kernel_falls_back_to_eager_path_once_with_reason(monkeypatch, caplog):
+    """Where torch.compile cannot work, injections still run (eager path) and the reason is logged once."""
+    from dhs_inject import render
+
+    def broken_compiler():
+        def compiled(*args):
+            raise RuntimeError("no C++ compiler found")
+        return compiled
+
+    monkeypatch.setattr(render, "_compiled_pipeline", broken_compiler)
+    monkeypatch.setattr(render, "_fast_kernel_failure", None)
+    comp = INJECTORS["model1"]
+    hosts, meta = _hosts(n=3)
+    with caplog.at_level("WARNING", logger="dhs_inject.render"):
+        for _ in range(2):
+            batch = comp.impl(comp.Config(fast_kernel=True)).inject(hosts, meta, np.random.default_rng(4))
+            assert batch.n_ok == 3 and np.isfinite(batch.images).all()
+    assert "no C++ compiler found" in render.fast_kernel_failure()
+    assert sum("eager path" in r.getMessage() for r in caplog.records) == 1
