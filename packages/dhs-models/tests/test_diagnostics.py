@@ -77,7 +77,8 @@ def diagnosed(tmp_path_factory):
     if "synthetic" not in plugins.components("data_source") or "model1" not in plugins.components("injector"):
         pytest.skip("needs dhs-inject (synthetic data source, model1 injector)")
     out = tmp_path_factory.mktemp("diag") / "run"
-    injector = {"name": "model1", "supersample": 1}
+    # fast_kernel off: compiling the fused kernel costs more than these few injections
+    injector = {"name": "model1", "supersample": 1, "fast_kernel": False}
     spec = {
         "run": {"name": "diag", "seed": 5, "out_dir": str(out)},
         # the synthetic survey renders 64 or 101 px stamps only
