@@ -81,7 +81,10 @@ def tests(session: nox.Session, package: str) -> None:
 def tests_all(session: nox.Session) -> None:
     """Every package installed together; every test suite."""
     _install(session, PACKAGES, set(PACKAGES))
-    _pytest(session, *(f"packages/{p}/tests" for p in PACKAGES))
+    # one pytest per package: test directories are not packages, so helper modules of the same
+    # name (tests/helpers.py) would shadow each other in a single run
+    for package in PACKAGES:
+        _pytest(session, f"packages/{package}/tests")
 
 
 @nox.session(python="3.11")

@@ -168,3 +168,15 @@ def check_component(comp: Any) -> None:
             pass
         else:
             raise AssertionError(f"{comp.kind} {comp.name}: Config instances are not frozen")
+
+
+def components_of(distribution: str) -> list[Any]:
+    """Every component ``distribution`` registers, for registry-parametrized contract tests::
+
+        @pytest.mark.parametrize("comp", components_of("dhs-data"), ids=str)
+        def test_core_contract(comp):
+            check_component(comp)
+    """
+    from dhs_core.components import KINDS
+
+    return [c for kind in KINDS for c in plugins.components(kind).values() if c.distribution == distribution]
