@@ -1,17 +1,6 @@
 """Every component dhs-eval registers meets dhs-core's contract (frozen Config, unknown options
 refused, every field commented, provenance recorded)."""
 
-import pytest
+from dhs_core.testing import core_contract_test
 
-from dhs_core.testing import check_component, components_of
-
-COMPONENTS = components_of("dhs-eval")
-
-
-def test_registers_components():
-    assert COMPONENTS
-
-
-@pytest.mark.parametrize("comp", COMPONENTS, ids=[f"{c.kind}:{c.name}" for c in COMPONENTS])
-def test_core_contract(comp):
-    check_component(comp)
+test_core_contract = core_contract_test("dhs-eval")

@@ -180,3 +180,21 @@ def components_of(distribution: str) -> list[Any]:
     from dhs_core.components import KINDS
 
     return [c for kind in KINDS for c in plugins.components(kind).values() if c.distribution == distribution]
+
+
+def core_contract_test(distribution: str) -> Any:
+    """A registry-parametrized pytest test of :func:`check_component` over every component
+    ``distribution`` registers (and a check that it registers some). In a package's tests::
+
+        test_core_contract = core_contract_test("dhs-data")
+    """
+    import pytest
+
+    comps = components_of(distribution)
+
+    @pytest.mark.parametrize("comp", comps or [None], ids=[f"{c.kind}:{c.name}" for c in comps] or ["none"])
+    def test_core_contract(comp: Any) -> None:
+        assert comp is not None, f"{distribution} registers no components"
+        check_component(comp)
+
+    return test_core_contract
