@@ -322,7 +322,10 @@ def format_errors(exc: ValidationError, data: Mapping[str, Any], source: str, mo
         elif etype == "missing":
             lines.append(f"{source}: {dotted}: required field is missing")
         else:
-            lines.append(f"{source}: {dotted}: {err['msg']} (got {err.get('input')!r})")
+            got = err.get("input")
+            # quote scalars only: a model-level check would otherwise echo the whole table
+            shown = "" if isinstance(got, (dict, list)) else f" (got {got!r})"
+            lines.append(f"{source}: {dotted}: {err['msg']}{shown}")
     return "\n".join(dict.fromkeys(lines))
 
 
