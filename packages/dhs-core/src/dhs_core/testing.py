@@ -198,3 +198,28 @@ def core_contract_test(distribution: str) -> Any:
         check_component(comp)
 
     return test_core_contract
+
+
+def _core_plugins_only_fixture() -> Any:
+    import pytest
+
+    others = ",".join(d for d in plugins.BUILTIN_DISTRIBUTIONS if d not in ("dhs-core", "dhs-cli"))
+
+    @pytest.fixture(autouse=True)
+    def core_plugins_only(monkeypatch: Any) -> Any:
+        """Block the other dhs packages' plugins, so fixture pipelines do not pick up their stages
+        (e.g. dhs-eval's always-on report stage) when everything is installed together.
+        Use from a conftest: ``from dhs_core.testing import core_plugins_only  # noqa: F401``."""
+        monkeypatch.setenv("DHS_DISABLE_PLUGINS", others)
+        plugins.reset()
+        yield
+        plugins.reset()
+
+    return core_plugins_only
+
+
+def __getattr__(name: str) -> Any:
+    # built on first use so that importing dhs_core.testing does not require pytest
+    if name == "core_plugins_only":
+        return _core_plugins_only_fixture()
+    raise AttributeError(name)
