@@ -25,13 +25,51 @@ def test_band_fwhm_scaling():
     np.testing.assert_allclose(out.numpy(), [[1.26, 1.2, 1.128]], rtol=1e-6)
 
 
-def test_fft_convolution_matches_scipy():
+def _kernels(rng):
+    """One of each path of psf.convolve: Gaussian (separable, even: Toeplitz products), separable but
+    asymmetric (Toeplitz), Moffat and a random non-separable, asymmetric kernel (FFT), plus a kernel
+    wider than the smallest stamp."""
+    return {
+        "gaussian": psf.gaussian_kernel(torch.tensor([[0.8, 1.3, 2.0], [0.5, 0.9, 1.1]], dtype=torch.float64), 0.262),
+        "separable_asymmetric": torch.tensor(np.einsum("nbi,nbj->nbij", rng.uniform(size=(2, 3, 9)),
+                                                       rng.uniform(size=(2, 3, 9)))),
+        "moffat": psf.moffat_kernel(torch.full((2, 3), 1.0, dtype=torch.float64), 0.262),
+        "random": torch.tensor(rng.uniform(size=(2, 3, 7, 7))),
+    }
+
+
+@pytest.mark.parametrize("shape", [(33, 33), (20, 31), (7, 9), (1, 5)])
+def test_convolution_matches_scipy(shape):
     rng = np.random.default_rng(0)
-    img = rng.normal(size=(2, 3, 33, 33))
-    kern = psf.gaussian_kernel(torch.full((2, 3), 0.8, dtype=torch.float64), 0.262)
-    out = psf.convolve(torch.tensor(img), kern).numpy()
-    ref = signal.fftconvolve(img[1, 2], kern[1, 2].numpy(), mode="same")
-    np.testing.assert_allclose(out[1, 2], ref, atol=1e-10)
+    img = rng.normal(size=(2, 3, *shape))
+    for name, kern in _kernels(rng).items():
+        out = psf.convolve(torch.tensor(img), kern).numpy()
+        for n in range(2):
+            for b in range(3):
+                ref = signal.fftconvolve(img[n, b], kern[n, b].numpy(), mode="same")
+                np.testing.assert_allclose(out[n, b], ref, atol=1e-10, err_msg=f"{name} {shape}")
+
+
+def test_convolution_broadcasts_one_image_over_bands():
+    rng = np.random.default_rng(1)
+    img = rng.uniform(size=(2, 1, 25, 25))
+    for kern in _kernels(rng).values():
+        out = psf.convolve(torch.tensor(img), kern).numpy()
+        assert out.shape == (2, 3, 25, 25)
+        ref = signal.fftconvolve(img[1, 0], kern[1, 2].numpy(), mode="same")
+        np.testing.assert_allclose(out[1, 2], ref, atol=1e-10)
+
+
+def test_convolution_of_faint_tails_makes_no_denormal_floats():
+    # a source whose profile underflows far out, blurred by a narrow and a wide PSF in one batch:
+    # every output value is zero or a normal float (denormals would slow the arithmetic ~10x)
+    y, x = np.mgrid[-50:51, -50:51]
+    img = np.exp(-0.5 * (x**2 + y**2) / 1.5**2)[None, None].astype(np.float32)
+    kern = psf.gaussian_kernel(torch.tensor([[0.3, 1.0, 2.5]], dtype=torch.float32), 0.262)
+    out = psf.convolve(torch.tensor(img), kern)
+    tiny = torch.finfo(torch.float32).tiny
+    assert int(((out != 0) & (out.abs() < tiny)).sum()) == 0
+    np.testing.assert_allclose(out.sum(dim=(-2, -1)).numpy(), img.sum(), rtol=1e-5)
 
 
 def test_non_normalisable_kernel_is_refused(tmp_path):
