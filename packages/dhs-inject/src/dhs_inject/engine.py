@@ -127,7 +127,9 @@ def simulate_arcs(params: dict[str, np.ndarray], *, n_pix: int, pixel_scale: flo
     magnification = unit.sum(dim=(-2, -1))
     # one morphology per source: the unit image is transformed once and each band's flux is folded
     # into its PSF (convolution is linear), so no extra pass over the band images is needed
-    arcs = psf.convolve(unit[:, None], kernels.to(dtype) * flux[..., None, None])
+    # the Sersic/clump renderer zeroes faint tails itself, so the convolution's denormal guard is
+    # only needed for interpolated stamps
+    arcs = psf.convolve(unit[:, None], kernels.to(dtype) * flux[..., None, None], floor_faint=stamps is not None)
     return ArcImages(arcs=arcs, magnification=magnification, source_flux=flux, kernels=kernels)
 
 

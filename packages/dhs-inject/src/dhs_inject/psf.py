@@ -48,8 +48,10 @@ def gaussian_kernel(fwhm: torch.Tensor, pixel_scale: float, truncate: float = 5.
     radius = max(1, int(math.ceil(truncate * float(sigma.max()))))
     d = _offsets(radius, fwhm.dtype, fwhm.device)
     r2 = d[:, None] ** 2 + d[None, :] ** 2
-    s2 = (sigma**2)[..., None, None]
-    return normalise_kernel(torch.exp(-0.5 * r2 / s2))
+    half_chi2 = 0.5 * r2 / (sigma**2)[..., None, None]
+    # taps below e^-30 of the centre (only the narrow kernels of a batch sized by its widest
+    # have them) are zeroed rather than left to underflow into slow denormal floats
+    return normalise_kernel(torch.where(half_chi2 < 30, torch.exp(-half_chi2), 0.0))
 
 
 def moffat_kernel(fwhm: torch.Tensor, pixel_scale: float, beta: float = 3.5, size_fwhm: float = 4.0):
@@ -149,12 +151,35 @@ def _toeplitz(profile: torch.Tensor, n: int) -> torch.Tensor:
     return hankel.flip(-1)
 
 
-def convolve(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+def _separable_convolve(images: torch.Tensor, col: torch.Tensor, row: torch.Tensor) -> torch.Tensor:
+    """A @ x @ B^T with the Toeplitz matrices of the column and row profiles (see :func:`convolve`)."""
+    h, w = images.shape[-2:]
+    scale = row.sum(-1, keepdim=True)  # col sums to 1, so row = scale * col for a k = k^T kernel
+    tol = 64 * torch.finfo(row.dtype).eps * row.abs().amax(-1, keepdim=True)
+    symmetric = h == w and bool(((row - scale * col).abs() <= tol).all())
+    # a transpose-symmetric kernel (a circular Gaussian times a flux): one matrix for both axes,
+    # the flux applied to the result in place
+    left = _toeplitz(col, h)
+    right = left if symmetric else _toeplitz(row, w)
+    lead = images.shape[:-3]
+    if images.shape[-3] == 1 and left.shape[:-3] == lead and len(lead) > 0:
+        # one image shared by the B bands: the B left factors stacked as one (B h, h) matrix, so
+        # the first product is one matrix per injection and no broadcast copy of the image is made
+        n_band = left.shape[-3]
+        out = (left.reshape(*lead, n_band * h, h) @ images[..., 0, :, :]).view(*lead, n_band, h, w)
+        out = out @ right.mT
+    else:
+        out = left @ images @ right.mT
+    return out.mul_(scale[..., None]) if symmetric else out
+
+
+def convolve(images: torch.Tensor, kernels: torch.Tensor, *, floor_faint: bool = True) -> torch.Tensor:
     """Convolution of (N, B, H, W) images with (N, B, K, K) or (B, K, K) kernels ('same' size).
 
     Images and kernels broadcast, so an (N, 1, H, W) image shared by the bands is used as is.
-    Zero padding: flux leaving the stamp is lost, as it is from a real cutout. Image values and
-    kernel taps below ~1e-9 of their peak are treated as zero (see :func:`_floor_faint`).
+    Zero padding: flux leaving the stamp is lost, as it is from a real cutout. Kernel taps, and
+    with ``floor_faint`` image values, below ~1e-9 of their peak are treated as zero (see
+    :func:`_floor_faint`; callers whose images hold no such tails may skip that pass).
 
     A separable kernel (Gaussian) k = a b^T is applied as two matrix products A @ x @ B^T with the
     banded Toeplitz matrices of a and b: for survey stamps (~100 px) the BLAS does this faster
@@ -162,11 +187,11 @@ def convolve(images: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     (``benchmarks/bench_inject.py``). Other kernels go through the FFT.
     """
     h, w = images.shape[-2:]
-    images = _floor_faint(images, 2)
+    if floor_faint:
+        images = _floor_faint(images, 2)
     factors = _separable_factors(kernels)
     if factors is not None:
-        col, row = factors
-        return _toeplitz(col, h) @ images @ _toeplitz(row, w).mT
+        return _separable_convolve(images, *factors)
     r = kernels.shape[-1] // 2
     # taps further out than the stamp never reach a 'same' output pixel: crop them per axis
     ry, rx = min(r, h - 1), min(r, w - 1)
