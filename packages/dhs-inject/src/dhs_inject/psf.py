@@ -47,11 +47,15 @@ def gaussian_kernel(fwhm: torch.Tensor, pixel_scale: float, truncate: float = 5.
     sigma = fwhm / FWHM_PER_SIGMA / pixel_scale
     radius = max(1, int(math.ceil(truncate * float(sigma.max()))))
     d = _offsets(radius, fwhm.dtype, fwhm.device)
-    r2 = d[:, None] ** 2 + d[None, :] ** 2
-    half_chi2 = 0.5 * r2 / (sigma**2)[..., None, None]
-    # taps below e^-30 of the centre (only the narrow kernels of a batch sized by its widest
-    # have them) are zeroed rather than left to underflow into slow denormal floats
-    return normalise_kernel(torch.where(half_chi2 < 30, torch.exp(-half_chi2), 0.0))
+    half_chi2 = 0.5 * d**2 / (sigma**2)[..., None]
+    # a circular Gaussian is the outer product of two 1-d ones. The grid is sized by the widest
+    # kernel; each kernel keeps its own taps within truncate x sigma + 1 pixel, and none below
+    # e^-30 of its centre, so narrow kernels do not carry tails that underflow into (slow)
+    # denormal floats
+    keep = (d.abs() <= truncate * sigma[..., None] + 1) & (half_chi2 < 30)
+    profile = torch.where(keep, torch.exp(-half_chi2), 0.0)
+    profile = profile / profile.sum(-1, keepdim=True)
+    return normalise_kernel(profile[..., :, None] * profile[..., None, :])
 
 
 def moffat_kernel(fwhm: torch.Tensor, pixel_scale: float, beta: float = 3.5, size_fwhm: float = 4.0):

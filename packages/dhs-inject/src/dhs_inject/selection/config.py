@@ -83,8 +83,8 @@ class SelectionFunctionConfig(ComponentConfig):
     threshold: float | None = Field(None, ge=0, le=1)
     # split of train/scores.parquet whose negatives set the target-FPR threshold
     threshold_split: Literal["val", "test"] = "val"
-    # injections rendered and scored per batch (memory ~ batch_size x 3 x H x W x supersample^2)
-    batch_size: int = Field(64, ge=1, le=100_000)
+    # injections rendered and scored per batch (memory ~ a few x batch_size x 3 x H x W floats)
+    batch_size: int = Field(128, ge=1, le=100_000)
     # write completeness PNGs (vs theta_E per magnitude bin; theta_E x PSF heatmap)
     plots: bool = True
 
