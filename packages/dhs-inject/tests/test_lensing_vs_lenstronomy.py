@@ -105,3 +105,35 @@ def test_bad_axis_ratio_is_a_clear_error(q):
 
     with pytest.raises(InjectionParameterError, match="q"):
         lensing.phi_q_to_e1e2(0.1, q)
+
+
+@pytest.mark.parametrize("r_e", [0.0, -0.2])
+def test_non_positive_half_light_radius_is_a_clear_error(r_e):
+    from dhs_inject import engine, sources
+    from dhs_inject.errors import InjectionParameterError
+    from dhs_inject.priors import PriorConfig, draw_parameters
+
+    with pytest.raises(InjectionParameterError, match="R_e must be > 0"):
+        sources.sersic_surface_brightness(np.zeros(3), np.zeros(3), flux=1.0, r_e=r_e, n=1.0, e1=0.0, e2=0.0)
+    params = draw_parameters(PriorConfig(), 2, np.random.default_rng(0))
+    engine.lens_e1e2(params)
+    params["src_r_e"][1] = r_e
+    kernels = engine.make_kernels(torch.full((2,), 1.2), pixel_scale=0.262)
+    with pytest.raises(InjectionParameterError, match="R_e must be > 0"):
+        engine.simulate_arcs(params, n_pix=21, kernels=kernels)
+
+
+@pytest.mark.parametrize("field, value, message", [
+    ("src_r_e", (-0.1, 0.3), "half-light radius must be > 0"),
+    ("theta_e", (0.0, 1.0), "Einstein radius must be > 0"),
+    ("lens_q", (0.2, 1.3), "axis ratio must lie in"),
+    ("src_n", (4.0, 0.5), "lower bound exceeds the upper"),
+    ("clump_frac", (0.2, 1.0), "flux fraction"),
+])
+def test_prior_ranges_are_checked_when_the_spec_is_read(field, value, message):
+    from pydantic import ValidationError
+
+    from dhs_inject.priors import PriorConfig
+
+    with pytest.raises(ValidationError, match=message):
+        PriorConfig(**{field: value})

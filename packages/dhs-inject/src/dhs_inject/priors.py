@@ -10,7 +10,7 @@ src_phi, n_clumps, clump_frac. Clumps are returned separately as (N, 4, 4) rows 
 from __future__ import annotations
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, model_validator
 
 from dhs_core import ComponentConfig
 
@@ -36,6 +36,38 @@ class PriorConfig(ComponentConfig):
     n_clumps: tuple[int, int] = (1, 4)  # number of clumps when present (inclusive)
     clump_frac: tuple[float, float] = (0.15, 0.45)  # total flux fraction carried by the clumps
     clump_sigma_frac: tuple[float, float] = (0.1, 0.3)  # clump Gaussian sigma / src_r_e
+
+    @model_validator(mode="after")
+    def _physical_ranges(self) -> PriorConfig:
+        """Refuse unphysical ranges when the spec is read, not half-way through a run."""
+        problems = []
+        for name in ("theta_e", "beta_frac", "src_r_mag", "src_r_e", "src_n", "src_q", "lens_q", "shear",
+                     "n_clumps", "clump_frac", "clump_sigma_frac"):
+            lo, hi = getattr(self, name)
+            if lo > hi:
+                problems.append(f"{name} = [{lo}, {hi}]: the lower bound exceeds the upper")
+        positive = {"theta_e": "Einstein radius", "src_r_e": "half-light radius", "src_n": "Sersic index",
+                    "clump_sigma_frac": "clump size"}
+        for name, what in positive.items():
+            if getattr(self, name)[0] <= 0:
+                problems.append(f"{name} = {list(getattr(self, name))}: the {what} must be > 0")
+        for name in ("src_q", "lens_q"):
+            lo, hi = getattr(self, name)
+            if lo <= 0 or hi > 1:
+                problems.append(f"{name} = [{lo}, {hi}]: an axis ratio must lie in (0, 1]")
+        for name in ("beta_frac", "shear"):
+            if getattr(self, name)[0] < 0:
+                problems.append(f"{name} = {list(getattr(self, name))}: must be >= 0")
+        if self.clump_frac[0] < 0 or self.clump_frac[1] >= 1:
+            problems.append(f"clump_frac = {list(self.clump_frac)}: a flux fraction must lie in [0, 1)")
+        if self.n_clumps[0] < 1 or self.n_clumps[1] > MAX_CLUMPS:
+            problems.append(f"n_clumps = {list(self.n_clumps)}: must lie in [1, {MAX_CLUMPS}]")
+        for name in ("src_g_r", "src_r_z"):
+            if getattr(self, name)[1] < 0:
+                problems.append(f"{name} = {list(getattr(self, name))}: (mean, sigma) needs sigma >= 0")
+        if problems:
+            raise ValueError("; ".join(problems))
+        return self
 
 
 def _uniform(rng: np.random.Generator, bounds: tuple[float, float], n: int) -> np.ndarray:
