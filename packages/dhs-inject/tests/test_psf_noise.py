@@ -58,6 +58,9 @@ def test_convolution_broadcasts_one_image_over_bands():
         assert out.shape == (2, 3, 25, 25)
         ref = signal.fftconvolve(img[1, 0], kern[1, 2].numpy(), mode="same")
         np.testing.assert_allclose(out[1, 2], ref, atol=1e-10)
+        shared = psf.convolve(torch.tensor(img), kern[0])  # (B, K, K) kernels shared by the N images
+        ref = signal.fftconvolve(img[1, 0], kern[0, 2].numpy(), mode="same")
+        np.testing.assert_allclose(shared[1, 2].numpy(), ref, atol=1e-10)
 
 
 def test_convolution_of_faint_tails_makes_no_denormal_floats():
