@@ -72,14 +72,15 @@ def _lens_coefficients(lens: dict[str, torch.Tensor]) -> list[torch.Tensor]:
             lens["gamma1"], lens["gamma2"]]
 
 
-def _source_coefficients(src: dict[str, torch.Tensor]) -> list[torch.Tensor]:
-    """Per-source constants of the Sersic profile: elliptical metric / R_e, b_n, 1/(2n), amplitude."""
+def _source_coefficients(src: dict[str, torch.Tensor], area: float = 1.0) -> list[torch.Tensor]:
+    """Per-source constants of the Sersic profile: elliptical metric / R_e, b_n, 1/(2n), amplitude
+    (times ``area``: the pixel area turns surface brightness into flux per pixel)."""
     e1, e2, r_e, n = src["e1"], src["e2"], src["r_e"], src["n"]
     norm = torch.sqrt((1 - e1 * e1 - e2 * e2).clamp_min(1e-6)) * r_e
     b = src["b_n"] if "b_n" in src else sersic_b_n(n)
     log_norm = (math.log(2 * math.pi) + torch.log(n) + 2 * torch.log(r_e) + b - 2 * n * torch.log(b)
                 + torch.lgamma(2 * n))
-    amp = src["flux"] * torch.exp(-log_norm)
+    amp = src["flux"] * torch.exp(-log_norm) * area
     return [(1 - e1) / norm, -e2 / norm, (1 + e1) / norm, b, 0.5 / n, amp, src["center_x"], src["center_y"]]
 
 
@@ -198,9 +199,7 @@ def sersic_unit_image(lens: dict[str, torch.Tensor], src: dict[str, torch.Tensor
     ref = lens["theta_e"]
     centre = subpixel_grid(n_pix, pixel_scale, 1, ref.dtype, ref.device)[0][0]
     lens_c = [v.reshape(-1, 1, 1) for v in _lens_coefficients(lens)]
-    src_coefficients = _source_coefficients(src)
-    src_coefficients[5] = src_coefficients[5] * pixel_scale**2  # amplitude: per arcsec^2 -> per pixel
-    src_c = [v.reshape(-1, 1, 1) for v in src_coefficients]
+    src_c = [v.reshape(-1, 1, 1) for v in _source_coefficients(src, area=pixel_scale**2)]
     if clumps is not None:
         clumps = clumps.to(ref.dtype).clone()
         clumps[..., 0] *= pixel_scale**2  # clump fluxes: the same per-pixel scaling
@@ -213,5 +212,4 @@ def sersic_unit_image(lens: dict[str, torch.Tensor], src: dict[str, torch.Tensor
     # over H*W contiguous elements, so only one partial vector per image instead of one per row
     y, x = torch.meshgrid(centre, centre, indexing="ij")
     args = (x[None].contiguous(), y[None].contiguous(), lens_c, src_c, clumps, pixel_scale, supersample)
-    out = _run_pipeline(args, compile)
-    return out[:n] if out.shape[0] != n else out
+    return _run_pipeline(args, compile)[:n]
