@@ -202,3 +202,12 @@ def test_missing_host_split_is_a_user_error(finished, tmp_path):
     run_dir = _copy(finished, tmp_path)
     with pytest.raises(UserError, match="host_split"):
         dhs_core.run(spec(run_dir, host_split="holdout"))
+
+
+def test_unphysical_prior_is_a_spec_error_before_anything_runs(tmp_path):
+    from dhs_core.errors import SpecError
+
+    bad = {"name": "model1", "fast_kernel": False, "prior": {"src_r_e": [-0.1, 0.3]}}
+    with pytest.raises(SpecError, match=r"selection_function\.injector\.prior.*half-light radius must be > 0"):
+        dhs_core.run(spec(tmp_path / "run", injector=bad))
+    assert not (tmp_path / "run").exists()
