@@ -153,7 +153,7 @@ def _compiled_pipeline():
     # By default inductor stores ("realizes") intermediates of long expressions to memory to avoid
     # recomputation; here nothing is recomputed, so the thresholds are raised to keep everything in
     # registers. Unsafe-math compiler flags (reassociation, no NaN/inf special cases) are ~15 %
-    # faster and safe here: inputs are validated finite, every division/log/rsqrt argument is
+    # faster and safe here: inputs are validated finite, every division/log/sqrt argument is
     # clamped away from zero, |atanh argument| <= f < 1, and the result is checked against
     # lenstronomy in the tests.
     # Fused multiply-adds (fp-contract, off by default in inductor) are another ~3 %.
