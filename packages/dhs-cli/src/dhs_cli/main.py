@@ -1,6 +1,6 @@
 """The ``dhs`` command. It composes plugins; no science lives here.
 
-Exit codes (DESIGN.md §8): 0 success, 1 runtime failure, 2 bad usage / invalid spec / unmet pin.
+Exit codes: 0 success, 1 runtime failure, 2 bad usage / invalid spec / unmet pin.
 User errors print one paragraph and no traceback.
 """
 
@@ -59,7 +59,9 @@ def run_cmd(
         for k, v in r.metrics.items():
             out.print(f"  {k} = {v:.6g}" if isinstance(v, float) else f"  {k} = {v}")
     if result.points:
-        out.print(f"comparison: {result.run_dir / 'comparison.md'}")
+        from dhs_core.layout import COMPARISON_MD
+
+        out.print(f"comparison: {result.run_dir / COMPARISON_MD}")
 
 
 @app.command("validate")
@@ -68,20 +70,12 @@ def validate_cmd(
     set_: List[str] = typer.Option([], "--set", help="Override a spec value: a.b=value."),
 ) -> None:
     """Check a spec (schema, pins, lock file, stage plan) without running anything."""
-    from dhs_core.requirements import check_lock, check_requires
-    from dhs_core.runner import _plan
-    from dhs_core.spec import enabled_stages, load_spec
+    from dhs_core.runner import plan
 
-    points = load_spec(spec, set_)
-    first = points[0].spec
-    check_requires(first.requires, str(spec))
-    if first.run.lock:
-        lock = Path(first.run.lock)
-        check_lock(lock if lock.is_absolute() else spec.parent / lock, str(spec))
-    for p in points:
-        _plan(p.spec, Path(p.spec.run.out_dir or Path("runs") / p.spec.run.name), str(spec))
-    stages = [c.name for c in enabled_stages(first)]
-    out.print(f"{spec}: valid ({len(points)} run{'s' if len(points) > 1 else ''}; stages: {', '.join(stages) or 'none'})")
+    the_plan = plan(spec, set_)
+    n = len(the_plan.points)
+    stages = [c.name for c in the_plan.stages[0]]
+    out.print(f"{spec}: valid ({n} run{'s' if n > 1 else ''}; stages: {', '.join(stages) or 'none'})")
 
 
 @app.command("schema")

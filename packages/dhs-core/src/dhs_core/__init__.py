@@ -6,10 +6,10 @@ from dhs_core.errors import DhsError, PluginError, RequirementError, SpecError, 
 from dhs_core.hookspecs import hookimpl
 from dhs_core.runner import Run, RunResult, run
 from dhs_core.spec import Slot
-from dhs_core.stages import Section, Stage, StageContext
+from dhs_core.stages import Section, Stage, StageContext, artifact
 
 __all__ = [
     "Component", "ComponentConfig", "DhsError", "EmptyConfig", "PluginError", "RequirementError",
     "Run", "RunResult", "Section", "Slot", "SpecError", "Stage", "StageContext", "StageError",
-    "UserError", "__version__", "hookimpl", "run",
+    "UserError", "__version__", "artifact", "hookimpl", "run",
 ]

@@ -5,15 +5,22 @@ registration hook::
 
     @hookimpl
     def register_architectures(register):
-        register("resnet18", build_resnet18, config=ResNet18Config)
+        register("resnet18", "my_pkg.resnet18:build_resnet18", config=ResNet18Config)
 
-The ``impl`` object is kind-specific (a factory function, a class, a stage object); core only
-stores it. The package that owns a kind documents what its ``impl`` must look like.
+The ``impl`` is kind-specific (a factory function, a class, a stage object); core only stores it.
+It may be given as the object itself or as a ``"module:attr"`` string that is imported the first
+time :attr:`Component.impl` is read. With a string, registering costs only the import of the
+``Config`` class, which lives in a module that imports no torch, matplotlib, scikit-learn or
+scipy: listing plugins and validating specs never pays for the heavy libraries a component
+uses (docs/architecture.md, "Light registration"). The package that owns a kind documents what
+its ``impl`` must look like.
 """
 
 from __future__ import annotations
 
+import importlib
 import re
+import threading
 from dataclasses import dataclass, field
 from typing import Any, Callable
 
@@ -34,6 +41,8 @@ KINDS: dict[str, str] = {
 }
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9_\-]*$")
+_REF_RE = re.compile(r"^[A-Za-z_][\w.]*:[A-Za-z_][\w.]*$")
+_import_lock = threading.RLock()
 
 
 class ComponentConfig(BaseModel):
@@ -48,20 +57,55 @@ class EmptyConfig(ComponentConfig):
 
 @dataclass(frozen=True)
 class Component:
-    """One registered component and where it came from."""
+    """One registered component and where it came from.
+
+    ``impl`` is the implementation; when it was registered as a ``"module:attr"`` string it is
+    imported on first access (and kept), and an import failure is a :class:`PluginError` naming
+    the distribution that registered it.
+    """
 
     name: str
     kind: str
-    impl: Any
+    impl_ref: Any
     Config: type[BaseModel]
     distribution: str
     version: str
     summary: str = ""
     plugin: str = field(default="", compare=False)
+    _loaded: list = field(default_factory=list, compare=False, repr=False)
+
+    @property
+    def is_loaded(self) -> bool:
+        """False while a ``"module:attr"`` implementation has not been imported yet."""
+        return not isinstance(self.impl_ref, str) or bool(self._loaded)
+
+    @property
+    def impl(self) -> Any:
+        if not isinstance(self.impl_ref, str):
+            return self.impl_ref
+        if not self._loaded:
+            with _import_lock:
+                if not self._loaded:
+                    self._loaded.append(_import_ref(self.impl_ref, self))
+        return self._loaded[0]
 
     def make_config(self, **options: Any) -> BaseModel:
         """Validate ``options`` against this component's ``Config``."""
         return self.Config(**options)
+
+
+def _import_ref(ref: str, comp: Component) -> Any:
+    module_name, _, attr = ref.partition(":")
+    try:
+        obj: Any = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except Exception as exc:  # a broken plugin must say who it is
+        raise PluginError(
+            f"{comp.kind} {comp.name!r} from distribution {comp.distribution} {comp.version}: "
+            f"cannot import its implementation {ref!r}: {type(exc).__name__}: {exc}"
+        ) from exc
+    return obj
 
 
 class Registrar:
@@ -98,6 +142,17 @@ class Registrar:
                 f"plugin {self.plugin!r} ({self.distribution}) registered a {self.kind} named "
                 f"{name!r}; names are lower-case letters, digits, '_' or '-', starting with a letter"
             )
+        if isinstance(impl, str):
+            if not _REF_RE.match(impl):
+                raise PluginError(
+                    f"plugin {self.plugin!r} ({self.distribution}) registered {self.kind} {name!r} as "
+                    f"{impl!r}; a string implementation is 'package.module:attribute'"
+                )
+            if config is None:
+                raise PluginError(
+                    f"{self.kind} {name!r} from {self.distribution}: an implementation given as a "
+                    "'module:attr' string needs config=<its Config class> (pass EmptyConfig for none)"
+                )
         if config is None:
             config = getattr(impl, "Config", None) or EmptyConfig
         if not (isinstance(config, type) and issubclass(config, BaseModel)):
@@ -116,12 +171,14 @@ class Registrar:
                 "it selects the component in a spec"
             )
         if summary is None:
-            doc = (getattr(impl, "__doc__", None) or "").strip()
+            # a string implementation is not imported to read its docstring: the Config's serves
+            source = config if isinstance(impl, str) and config is not EmptyConfig else impl
+            doc = "" if isinstance(source, str) else (getattr(source, "__doc__", None) or "").strip()
             summary = doc.splitlines()[0] if doc else ""
         comp = Component(
             name=name,
             kind=self.kind,
-            impl=impl,
+            impl_ref=impl,
             Config=config,
             distribution=self.distribution,
             version=self.version,

@@ -1,4 +1,4 @@
-"""The plugin manager: the one place that loads plugins and calls hooks (DESIGN.md §2).
+"""The plugin manager: the one place that loads plugins and calls hooks.
 
 Plugins are found through the ``dhs`` entry-point group; the built-in packages use the same
 route a third party does. Loading is lazy and idempotent.
@@ -16,13 +16,14 @@ from __future__ import annotations
 import importlib.metadata as md
 import os
 import threading
-from typing import Any, Iterable
+from typing import Any, Iterable, Mapping
 
 import pluggy
+from pydantic import BaseModel
 
 from dhs_core import hookspecs
 from dhs_core.components import KINDS, Component, Registrar
-from dhs_core.errors import PluginError
+from dhs_core.errors import PluginError, SpecError
 
 #: Distributions of the monorepo; ``DHS_LOAD_PLUGINS=builtin`` loads only these.
 BUILTIN_DISTRIBUTIONS = ("dhs-core", "dhs-data", "dhs-inject", "dhs-models", "dhs-eval", "dhs-cli")
@@ -31,8 +32,9 @@ GROUP = "dhs"
 _lock = threading.RLock()
 _pm: pluggy.PluginManager | None = None
 _components: dict[str, dict[str, Component]] | None = None
-# plugin object -> (distribution, version) for plugins registered by hand (tests, notebooks)
-_manual: dict[int, tuple[str, str]] = {}
+# plugin object -> (distribution, version) that provides it: entry-point plugins and plugins
+# registered by hand (tests, notebooks) alike, so every component records its provider
+_providers: dict[int, tuple[str, str]] = {}
 
 
 def _split_env(name: str) -> list[str]:
@@ -43,6 +45,30 @@ def _entry_points() -> list[md.EntryPoint]:
     return list(md.entry_points(group=GROUP))
 
 
+def _selected_entry_points() -> list[tuple[md.EntryPoint, str, bool]]:
+    """``(entry point, distribution, blocked)`` for each entry point the environment selects."""
+    disabled = set(_split_env("DHS_DISABLE_PLUGINS"))
+    allow = _split_env("DHS_LOAD_PLUGINS")
+    out = []
+    for ep in _entry_points():
+        dist = ep.dist.name if ep.dist is not None else ep.name
+        if ep.name in disabled or dist in disabled:
+            out.append((ep, dist, True))
+        elif not allow or dist in BUILTIN_DISTRIBUTIONS or ep.name in allow or dist in allow:
+            out.append((ep, dist, False))
+    return out
+
+
+def distribution_versions() -> list[tuple[str, str]]:
+    """Sorted ``(distribution, version)`` of the plugins in use, from package metadata alone
+    (plus plugins registered by hand, when the plugin manager is already loaded)."""
+    found = {(dist, ep.dist.version if ep.dist is not None else "0")
+             for ep, dist, blocked in _selected_entry_points() if not blocked}
+    if _pm is not None:
+        found |= {(d, v) for _, d, v in plugin_distributions()}
+    return sorted(found)
+
+
 def get_plugin_manager() -> pluggy.PluginManager:
     """Return the process-wide plugin manager, loading entry points on first use."""
     global _pm
@@ -51,16 +77,9 @@ def get_plugin_manager() -> pluggy.PluginManager:
             return _pm
         pm = pluggy.PluginManager(GROUP)
         pm.add_hookspecs(hookspecs)
-        disabled = set(_split_env("DHS_DISABLE_PLUGINS"))
-        allow = _split_env("DHS_LOAD_PLUGINS")
-        for ep in _entry_points():
-            dist = ep.dist.name if ep.dist is not None else ep.name
-            if ep.name in disabled or dist in disabled:
+        for ep, dist, blocked in _selected_entry_points():
+            if blocked:
                 pm.set_blocked(ep.name)
-                continue
-            if allow and not (
-                dist in BUILTIN_DISTRIBUTIONS or ep.name in allow or dist in allow
-            ):
                 continue
             if pm.get_plugin(ep.name) is not None or pm.is_blocked(ep.name):
                 continue
@@ -72,7 +91,7 @@ def get_plugin_manager() -> pluggy.PluginManager:
                 ) from exc
             pm.register(plugin, name=ep.name)
             version = ep.dist.version if ep.dist is not None else "0"
-            _manual[id(plugin)] = (dist, version)
+            _providers[id(plugin)] = (dist, version)
         try:
             pm.check_pending()
         except pluggy.PluginValidationError as exc:
@@ -94,7 +113,7 @@ def register_plugin(
         except pluggy.PluginValidationError as exc:
             pm.unregister(plugin)
             raise PluginError(f"plugin {name!r} implements a hook that does not exist: {exc}") from exc
-        _manual[id(plugin)] = (distribution or name, version)
+        _providers[id(plugin)] = (distribution or name, version)
         _components = None
 
 
@@ -104,7 +123,7 @@ def unregister_plugin(name: str) -> None:
     with _lock:
         plugin = pm.unregister(name=name)
         if plugin is not None:
-            _manual.pop(id(plugin), None)
+            _providers.pop(id(plugin), None)
         _components = None
 
 
@@ -114,12 +133,12 @@ def reset() -> None:
     with _lock:
         _pm = None
         _components = None
-        _manual.clear()
+        _providers.clear()
 
 
 def _provider(pm: pluggy.PluginManager, plugin: Any) -> tuple[str, str, str]:
     pname = pm.get_name(plugin) or repr(plugin)
-    dist, version = _manual.get(id(plugin), (pname, "0"))
+    dist, version = _providers.get(id(plugin), (pname, "0"))
     return pname, dist, version
 
 
@@ -159,7 +178,7 @@ def _all() -> dict[str, dict[str, Component]]:
 
 
 def components(kind: str) -> dict[str, Component]:
-    """Registered components of ``kind`` by name (DESIGN.md §6)."""
+    """Registered components of ``kind`` by name."""
     if kind not in KINDS:
         raise KeyError(f"unknown component kind {kind!r}; kinds are {', '.join(KINDS)}")
     return dict(_all()[kind])
@@ -177,6 +196,61 @@ def get(kind: str, name: str, *, where: str = "") -> Component:
         loc = f" at {where}" if where else ""
         raise PluginError(f"unknown {kind} {name!r}{loc}; valid choices: {valid}")
     return comps[name]
+
+
+def _entry_options(entry: Any) -> tuple[Any, dict[str, Any]]:
+    """(name, options) of a spec entry: a validated slot model, a ``{"name": ...}`` dict or a name."""
+    if isinstance(entry, str):
+        return entry, {}
+    if isinstance(entry, Mapping):
+        options = dict(entry)
+        return options.pop("name", None), options
+    if hasattr(entry, "model_dump"):
+        # model_dump(mode="python") keeps nested slot entries as their validated models; the
+        # component's Config revalidates them, so a nested component keeps its own Config type
+        options = {k: getattr(entry, k) for k in type(entry).model_fields if k != "name"}
+        return getattr(entry, "name", None), options
+    raise SpecError(f"cannot read a component from {type(entry).__name__} {entry!r}")
+
+
+def _format_validation(exc: Any) -> str:
+    return "; ".join(f"{'.'.join(map(str, e['loc'])) or '(config)'}: {e['msg']}" for e in exc.errors())
+
+
+def resolve(kind: str, entry: Any, *, where: str = "", source: str = "") -> tuple[Component, BaseModel]:
+    """(component, validated Config) of one spec entry of ``kind``.
+
+    ``entry`` is a validated slot section (``spec.model``), a dict with a ``name`` key, or a bare
+    name. ``where`` is the dotted spec path and ``source`` the spec file, both quoted in errors:
+    ``<source>: <where>.name: unknown architecture 'x'; valid choices: ...``.
+    """
+    from pydantic import ValidationError
+
+    prefix = f"{source}: " if source else ""
+    name, options = _entry_options(entry)
+    if not name:
+        raise SpecError(f"{prefix}{where or kind}: missing 'name' selecting a {kind}; valid choices: "
+                        f"{', '.join(sorted(components(kind))) or '(none installed)'}")
+    comps = components(kind)
+    if name not in comps:
+        raise SpecError(f"{prefix}{where + '.name' if where else kind}: unknown {kind} {name!r}; valid choices: "
+                        f"{', '.join(sorted(comps)) or '(none installed)'}")
+    comp = comps[name]
+    try:
+        config = comp.Config(**options)
+    except ValidationError as exc:
+        raise SpecError(f"{prefix}{where or kind} ({kind} {name!r}): invalid options: {_format_validation(exc)}") from None
+    return comp, config
+
+
+def build(kind: str, entry: Any, *, where: str = "", source: str = "") -> Any:
+    """Instantiate one spec entry of ``kind``: ``impl(Config(**options))``.
+
+    The one place a spec entry becomes a component instance (an architecture's ``nn.Module``,
+    a preprocessor callable, an evaluator, an executor, ...); errors as :func:`resolve`.
+    """
+    comp, config = resolve(kind, entry, where=where, source=source)
+    return comp.impl(config)
 
 
 def plugin_distributions() -> list[tuple[str, str, str]]:

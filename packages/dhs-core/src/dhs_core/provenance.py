@@ -1,4 +1,4 @@
-"""Provenance files of a run directory (DESIGN.md §4): run_info.json, spec.resolved.toml, plugins.txt."""
+"""Provenance files of a run directory: run_info.json, spec.resolved.toml, plugins.txt."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ import subprocess
 import sys
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Iterable
 
 from pydantic import BaseModel
 
-from dhs_core import io, plugins, tomlw
+from dhs_core import io, layout, plugins, tomlw
 from dhs_core.requirements import versions
 from dhs_core.spec import Slot, resolved_dict, spec_sha256
 
@@ -55,10 +55,16 @@ def torch_info() -> dict[str, Any]:
     }
 
 
-def components_used(spec: BaseModel, stage_names: list[str]) -> list[dict[str, str]]:
-    """Every component a spec selects (by walking its slots), plus the stages that run."""
+def components_in(spec: BaseModel, sections: Iterable[str]) -> dict[tuple[str, str], plugins.Component]:
+    """Every component the given top-level ``sections`` of a spec select, at any depth of slots.
+
+    ``"executor"`` is a section like any other. Stages are not included (they are not selected
+    by a spec entry); the runner records them separately.
+    """
     used: dict[tuple[str, str], plugins.Component] = {}
     data = resolved_dict(spec)
+    owners = {sec: section for comp in plugins.components("stage").values()
+              for sec, section in comp.impl.sections.items()}
 
     def visit(kind: str, value: Any) -> None:
         for item in value if isinstance(value, list) else [value]:
@@ -75,17 +81,28 @@ def components_used(spec: BaseModel, stage_names: list[str]) -> list[dict[str, s
             elif isinstance(finfo.annotation, type) and issubclass(finfo.annotation, BaseModel) and isinstance(value.get(fname), dict):
                 walk_config(finfo.annotation, value[fname])
 
-    visit("executor", data.get("executor"))
+    for sec in sections:
+        if sec not in data:
+            continue
+        if sec == "executor":
+            visit("executor", data[sec])
+            continue
+        section = owners.get(sec)
+        if section is None:
+            continue
+        if isinstance(section.type, Slot):
+            visit(section.type.kind, data[sec])
+        elif isinstance(section.type, type) and issubclass(section.type, BaseModel):
+            walk_config(section.type, data[sec])
+    return used
+
+
+def components_used(spec: BaseModel, stage_names: list[str]) -> list[dict[str, str]]:
+    """Every component a spec selects (by walking its slots), plus the stages that run."""
+    sections = {"executor"} | {sec for name in stage_names for sec in plugins.components("stage")[name].impl.sections}
+    used = components_in(spec, sorted(sections))
     for name in stage_names:
-        comp = plugins.components("stage")[name]
-        used[("stage", name)] = comp
-        for sec, section in comp.impl.sections.items():
-            if sec not in data:
-                continue
-            if isinstance(section.type, Slot):
-                visit(section.type.kind, data[sec])
-            elif isinstance(section.type, type) and issubclass(section.type, BaseModel):
-                walk_config(section.type, data[sec])
+        used[("stage", name)] = plugins.components("stage")[name]
     return [
         {"kind": c.kind, "name": c.name, "distribution": c.distribution, "version": c.version}
         for (_, _), c in sorted(used.items())
@@ -93,13 +110,15 @@ def components_used(spec: BaseModel, stage_names: list[str]) -> list[dict[str, s
 
 
 def requirements_lines() -> list[str]:
-    return [f"{dist}=={ver}" for dist, ver in sorted({(d, v) for _, d, v in plugins.plugin_distributions()})]
+    """``name==version`` of every plugin distribution, read from installed-package metadata
+    (no plugin module is imported to answer)."""
+    return [f"{dist}=={ver}" for dist, ver in plugins.distribution_versions()]
 
 
 def write_start(run: Any, stage_names: list[str]) -> dict[str, Any]:
     spec = run.spec
-    io.write_text(run.run_dir / "spec.resolved.toml", tomlw.dumps(resolved_dict(spec)))
-    io.write_text(run.run_dir / "plugins.txt", "\n".join(requirements_lines()) + "\n")
+    io.write_text(run.run_dir / layout.RESOLVED_SPEC, tomlw.dumps(resolved_dict(spec)))
+    io.write_text(run.run_dir / layout.PLUGINS_TXT, "\n".join(requirements_lines()) + "\n")
     from dhs_core.seeds import derive_seed
 
     info = {
@@ -128,7 +147,7 @@ def write_start(run: Any, stage_names: list[str]) -> dict[str, Any]:
         "status": "running",
         "stages": {},
     }
-    io.write_json(run.run_dir / "run_info.json", info)
+    io.write_json(run.run_dir / layout.RUN_INFO, info)
     return info
 
 

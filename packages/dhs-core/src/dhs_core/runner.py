@@ -1,10 +1,15 @@
-"""The pipeline runner (DESIGN.md §4): orders stages, hashes inputs, resumes, records provenance.
+"""The pipeline runner: orders stages, hashes inputs, resumes, records provenance.
 
 A stage's *input hash* is the SHA-256 of: its name and provider version, the resolved spec
-sections it owns or lists in ``inputs``, ``run.seed``, and the completion tokens of the stages
-that produce what it needs. A stage is skipped when its state file (``.dhs/stages/<name>.json``)
-records the same input hash and every artifact it produces exists. Rerunning an upstream stage
-gives it a new completion token, so everything downstream reruns on the next ``dhs run``.
+sections it owns or lists in ``inputs`` (and no others), the distribution and version of every
+component those sections select (upgrading an architecture plugin reruns ``train`` and what
+follows, nothing else), ``run.seed``, and the completion tokens of the stages that produce what
+it needs. A stage is skipped when its state file (``.dhs/stages/<name>.json``) records the same
+input hash and every artifact it produces exists. Rerunning an upstream stage gives it a new
+completion token, so everything downstream reruns on the next ``dhs run``.
+
+:func:`plan` is everything ``dhs run`` checks before it writes anything — spec, pins, lock
+file, stage order, each stage's own ``check`` — and ``dhs validate`` calls the same function.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from pydantic import BaseModel
 
-from dhs_core import io, plugins, provenance
+from dhs_core import io, layout, plugins, provenance
 from dhs_core.errors import DhsError, SpecError, StageError
 from dhs_core.requirements import check_lock, check_requires
 from dhs_core.spec import SpecPoint, enabled_stages, load_spec, resolved_dict
@@ -94,7 +99,7 @@ def order_stages(comps: list[plugins.Component]) -> list[plugins.Component]:
 
 
 def _state_path(run_dir: Path, stage: str) -> Path:
-    return run_dir / ".dhs" / "stages" / f"{stage}.json"
+    return run_dir / layout.STATE_DIR / f"{stage}.json"
 
 
 def _read_state(run_dir: Path, stage: str) -> dict[str, Any] | None:
@@ -108,42 +113,88 @@ def _read_state(run_dir: Path, stage: str) -> dict[str, Any] | None:
 def input_hash(comp: plugins.Component, spec: BaseModel, upstream_tokens: dict[str, str]) -> str:
     data = resolved_dict(spec)
     sections = sorted({*comp.impl.sections, *comp.impl.inputs})
+    selected = provenance.components_in(spec, sections)
     payload = {
         "stage": comp.name,
         "provider": f"{comp.distribution}=={comp.version}",
         "seed": spec.run.seed,
         "sections": {s: data.get(s) for s in sections},
+        "components": sorted(f"{kind}:{name}={c.distribution}=={c.version}" for (kind, name), c in selected.items()),
         "upstream": dict(sorted(upstream_tokens.items())),
     }
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _plan(spec: BaseModel, run_dir: Path, source: str) -> list[plugins.Component]:
+def _stage_order(spec: BaseModel, run_dir: Path, source: str) -> list[plugins.Component]:
     comps = order_stages(enabled_stages(spec))
     produced: set[str] = set()
     for c in comps:
         for art in c.impl.needs:
             if art not in produced and not (run_dir / art).exists():
-                providers = [s.name for s in plugins.components("stage").values() if art in s.impl.produces]
-                hint = (
-                    f"; stage {providers[0]!r} produces it — add its section [{plugins.components('stage')[providers[0]].impl.trigger}]"
-                    if providers else ""
-                )
+                providers = [s for s in plugins.components("stage").values() if art in s.impl.produces]
+                hint = (f"; stage {providers[0].name!r} produces it — add its section [{providers[0].impl.trigger}]"
+                        if providers else "")
                 raise SpecError(f"{source}: stage {c.name!r} needs {art}, which no enabled stage produces{hint}")
         produced.update(c.impl.produces)
+    for c in comps:
+        c.impl.check(spec, run_dir, source)
     return comps
 
 
-def _make_executor(spec: BaseModel, override: str | None) -> Any:
-    cfg = spec.executor
-    comp = plugins.get("executor", cfg.name, where="executor.name")
-    options = cfg.model_dump(exclude={"name"})
-    return comp.impl(comp.Config(**options))
+@dataclass
+class Plan:
+    """What :func:`run` will do: validated sweep points, their run directories and stage order."""
+
+    points: list[SpecPoint]
+    run_dirs: list[Path]
+    stages: list[list[plugins.Component]]
+    spec_path: Path | None
+    base_dir: Path
+
+    @property
+    def source(self) -> str:
+        return str(self.spec_path or "<spec>")
+
+
+def plan(
+    spec_path_or_model: str | Path | BaseModel | dict,
+    overrides: Iterable[str] = (),
+    *,
+    executor: str | None = None,
+) -> Plan:
+    """Validate a spec and everything a run checks before writing: pins, lock file (relative to
+    the spec file), stage dependencies and each enabled stage's ``check``. Writes nothing."""
+    overrides = list(overrides)
+    if executor:
+        overrides.append(f"executor={{ name = {json.dumps(executor)} }}")
+    spec_path = Path(spec_path_or_model) if isinstance(spec_path_or_model, (str, Path)) else None
+    points = load_spec(spec_path_or_model, overrides)
+    source = str(spec_path or "<spec>")
+    # Pins and lock files first: nothing is written when they fail.
+    first = points[0].spec
+    check_requires(first.requires, source)
+    if first.run.lock:
+        lock = Path(first.run.lock)
+        if spec_path is not None and not lock.is_absolute():
+            lock = spec_path.parent / lock
+        check_lock(lock, source)
+    base = Path(first.run.out_dir or Path("runs") / first.run.name)
+    if len(points) > 1:
+        dirs = [base / f"{i:03d}_{_slug(p.assignments)}" for i, p in enumerate(points)]
+    else:
+        dirs = [base]
+    stages = [_stage_order(p.spec, d, source) for p, d in zip(points, dirs)]
+    return Plan(points, dirs, stages, spec_path, base)
+
+
+def _make_executor(spec: BaseModel) -> Any:
+    return plugins.build("executor", spec.executor, where="executor")
 
 
 def _run_point(
     point: SpecPoint,
     run_dir: Path,
+    comps: list[plugins.Component],
     *,
     spec_path: Path | None,
     only: set[str],
@@ -153,7 +204,6 @@ def _run_point(
     command: Sequence[str] | None,
 ) -> RunResult:
     spec = point.spec
-    comps = _plan(spec, run_dir, str(spec_path or "<spec>"))
     unknown = only - {c.name for c in plugins.components("stage").values()}
     if unknown:
         raise SpecError(
@@ -166,7 +216,7 @@ def _run_point(
     run = Run(spec, run_dir, spec_path, point.assignments, list(command if command is not None else sys.argv))
     info = provenance.write_start(run, [c.name for c in comps])
     plugins.notify_run_started(run)
-    executor = _make_executor(spec, None)
+    executor = _make_executor(spec)
     result = RunResult(run_dir, assignments=point.assignments)
     tokens: dict[str, str] = {}
     producers = {a: c.name for c in comps for a in c.impl.produces}
@@ -199,7 +249,7 @@ def _run_point(
             log(f"stage {comp.name}: running")
             started, t0 = provenance.now(), time.perf_counter()
             info["stages"][comp.name] = {"started": started, "status": "running"}
-            io.write_json(run_dir / "run_info.json", info)
+            io.write_json(run_dir / layout.RUN_INFO, info)
             ctx = StageContext(run=run, stage_name=comp.name, executor=executor, progress=progress, log=log)
             try:
                 metrics = dict(stage.run(ctx) or {})
@@ -222,17 +272,17 @@ def _run_point(
             info["stages"][comp.name] = {**timing, "status": "ran"}
             result.stages[comp.name] = "ran"
             result.metrics.update({f"{comp.name}.{k}": v for k, v in metrics.items()})
-            io.write_json(run_dir / "run_info.json", info)
+            io.write_json(run_dir / layout.RUN_INFO, info)
     except BaseException:
         info["status"] = "failed"
         info["finished"] = provenance.now()
-        io.write_json(run_dir / "run_info.json", info)
+        io.write_json(run_dir / layout.RUN_INFO, info)
         raise
     info.update(provenance.torch_info())
     info["status"] = "finished"
     info["finished"] = provenance.now()
     info["results"] = result.metrics
-    io.write_json(run_dir / "run_info.json", info)
+    io.write_json(run_dir / layout.RUN_INFO, info)
     plugins.notify_run_finished(run, result.metrics)
     return result
 
@@ -256,14 +306,14 @@ def _write_comparison(out_dir: Path, results: list[RunResult]) -> None:
                      *(r.metrics.get(m, "") for m in metrics)])
     buf = _io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows([header, *rows])
-    io.write_text(out_dir / "comparison.csv", buf.getvalue())
+    io.write_text(out_dir / layout.COMPARISON_CSV, buf.getvalue())
 
     def fmt(v: Any) -> str:
         return f"{v:.4g}" if isinstance(v, float) else str(v)
 
     md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
-    io.write_text(out_dir / "comparison.md", "# Sweep comparison\n\n" + "\n".join(md) + "\n")
+    io.write_text(out_dir / layout.COMPARISON_MD, "# Sweep comparison\n\n" + "\n".join(md) + "\n")
 
 
 def run(
@@ -282,38 +332,19 @@ def run(
     ``overrides`` are ``"a.b=value"`` strings; ``stages`` reruns only the named stages;
     ``force`` reruns every enabled stage; ``executor`` replaces ``[executor]`` by name.
     """
-    overrides = list(overrides)
-    if executor:
-        overrides.append(f"executor={{ name = {json.dumps(executor)} }}")
-    spec_path = Path(spec_path_or_model) if isinstance(spec_path_or_model, (str, Path)) else None
-    points = load_spec(spec_path_or_model, overrides)
-    source = str(spec_path or "<spec>")
-    # Pins and lock files first: nothing is written when they fail.
-    first = points[0].spec
-    check_requires(first.requires, source)
-    if first.run.lock:
-        lock = Path(first.run.lock)
-        if spec_path is not None and not lock.is_absolute():
-            lock = spec_path.parent / lock
-        check_lock(lock, source)
-    base = Path(first.run.out_dir or Path("runs") / first.run.name)
-    if len(points) > 1:
-        dirs = [base / f"{i:03d}_{_slug(p.assignments)}" for i, p in enumerate(points)]
-    else:
-        dirs = [base]
-    for p, d in zip(points, dirs):  # plan every point before running any
-        _plan(p.spec, d, source)
+    the_plan = plan(spec_path_or_model, overrides, executor=executor)
     log = log or (lambda msg: None)
     progress = progress or Progress()
     results = []
-    for p, d in zip(points, dirs):
-        if len(points) > 1:
+    many = len(the_plan.points) > 1
+    for p, d, comps in zip(the_plan.points, the_plan.run_dirs, the_plan.stages):
+        if many:
             log(f"sweep point {d.name}: {p.assignments}")
         results.append(
-            _run_point(p, d, spec_path=spec_path, only=set(stages), force=force,
+            _run_point(p, d, comps, spec_path=the_plan.spec_path, only=set(stages), force=force,
                        progress=progress, log=log, command=command)
         )
-    if len(points) == 1:
+    if not many:
         return results[0]
-    _write_comparison(base, results)
-    return RunResult(base, stages={}, points=results)
+    _write_comparison(the_plan.base_dir, results)
+    return RunResult(the_plan.base_dir, stages={}, points=results)

@@ -1,4 +1,4 @@
-"""Stages: the plugin kind the pipeline runner composes (DESIGN.md §4).
+"""Stages: the plugin kind the pipeline runner composes (docs/architecture.md, "From spec to stages").
 
 A stage declares
 
@@ -11,9 +11,18 @@ A stage declares
 * ``inputs`` — extra spec sections (owned by other stages) that change its outputs; they are
   hashed into its input hash together with its own sections, ``run.seed`` and the hashes of
   the stages that produce what it needs;
-* ``after`` — soft ordering: run after these stages when they are enabled.
+* ``after`` — soft ordering: run after these stages when they are enabled;
+* ``artifacts`` — named artifacts it writes (``{"manifest": "data/manifest.parquet"}``). The
+  writing package defines each path once, as a constant; a reader that may import the writer
+  imports the constant, and one the package arrows keep apart (dhs-eval reading what the train
+  stage wrote) asks :func:`artifact` by stage and key.
 
 ``run(ctx)`` does the work and returns headline metrics (``{"auc": 0.97}``) or ``None``.
+``check(spec, run_dir, source)`` runs for every enabled stage before any stage writes (``dhs
+run`` and ``dhs validate`` alike): raise :class:`~dhs_core.errors.SpecError` for a spec that
+would fail later. ``card_section(run_dir)`` returns this stage's part of MODEL_CARD.md
+(Markdown, starting with a ``##`` heading) or ``None``; the report stage asks every enabled
+stage, third-party ones included.
 """
 
 from __future__ import annotations
@@ -52,9 +61,36 @@ class Stage:
     produces: ClassVar[tuple[str, ...]] = ()
     inputs: ClassVar[tuple[str, ...]] = ()
     after: ClassVar[tuple[str, ...]] = ()
+    artifacts: ClassVar[Mapping[str, str]] = {}
 
     def run(self, ctx: StageContext) -> Mapping[str, float] | None:  # pragma: no cover
         raise NotImplementedError
+
+    def check(self, spec: Any, run_dir: Path, source: str) -> None:
+        """Pre-run checks of the spec (and of inputs that already exist); nothing may be written."""
+
+    def card_section(self, run_dir: Path) -> str | None:
+        """This stage's section of MODEL_CARD.md (Markdown), or None to add nothing."""
+        return None
+
+
+def artifact(stage: str, key: str) -> str:
+    """Path (relative to the run directory) of the artifact ``key`` that stage ``stage`` writes.
+
+    For readers that may not import the writing package; others import its constant.
+    """
+    from dhs_core import plugins
+    from dhs_core.errors import PluginError
+
+    comp = plugins.components("stage").get(stage)
+    if comp is None:
+        raise PluginError(f"artifact {key!r} of stage {stage!r}: no stage {stage!r} is installed; "
+                          f"stages: {', '.join(sorted(plugins.components('stage')))}")
+    known = dict(getattr(comp.impl, "artifacts", {}) or {})
+    if key not in known:
+        raise PluginError(f"stage {stage!r} ({comp.distribution}) declares no artifact {key!r}; "
+                          f"it declares: {', '.join(sorted(known)) or '(none)'}")
+    return known[key]
 
 
 class Progress:
