@@ -1,0 +1,18 @@
+"""Files the evaluate and report stages write; each name defined once, here."""
+
+#: the evaluate stage's directory inside a run directory
+EVALUATE_DIR = "evaluate"
+#: scores joined with the manifest (and truth): one row per scored cutout
+PREDICTIONS = "predictions.parquet"
+#: every evaluator's results
+METRICS = "metrics.json"
+#: the model card, at the top of the run directory
+MODEL_CARD = "MODEL_CARD.md"
+#: the report stage's directory (its figures)
+REPORT_DIR = "report"
+
+EVALUATE_ARTIFACTS = {
+    "predictions": f"{EVALUATE_DIR}/{PREDICTIONS}",
+    "metrics": f"{EVALUATE_DIR}/{METRICS}",
+}
+REPORT_ARTIFACTS = {"model_card": MODEL_CARD}

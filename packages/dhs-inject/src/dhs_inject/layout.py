@@ -1,0 +1,22 @@
+"""Files the selection-function stage writes; each name defined once, here.
+
+Names are relative to the stage's directory; :data:`ARTIFACTS` gives them relative to the run
+directory, as the stage declares them.
+"""
+
+#: the selection-function stage's directory inside a run directory
+SELECTION_DIR = "selection_function"
+#: one row per grid cell: counts and completeness with intervals
+CELLS = "cells.parquet"
+#: threshold, grid, injector and counts of the whole grid
+META = "meta.json"
+#: one row per injection (parameters, host, score, status)
+INJECTIONS = "injections.parquet"
+#: finished cells, one file each (resume per cell)
+CELL_DIR = "cells"
+
+#: the selection-function stage's named artifacts, relative to the run directory
+ARTIFACTS = {
+    "cells": f"{SELECTION_DIR}/{CELLS}",
+    "meta": f"{SELECTION_DIR}/{META}",
+}
