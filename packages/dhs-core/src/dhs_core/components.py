@@ -28,7 +28,7 @@ from pydantic import BaseModel, ConfigDict
 
 from dhs_core.errors import PluginError
 
-#: The component kinds of DESIGN.md §6, each with the registration hook that provides it.
+#: The component kinds (the public names of ``dhs_core.plugins.components``), each with the registration hook that provides it.
 KINDS: dict[str, str] = {
     "data_source": "register_data_sources",
     "preprocessor": "register_preprocessors",

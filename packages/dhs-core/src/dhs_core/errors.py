@@ -1,6 +1,6 @@
 """Error types. The CLI maps :class:`UserError` to exit code 2 and prints only its message.
 
-Every message says what the user did, where, and what would be valid (STYLE.md rule 6).
+Every message says what the user did, where, and what would be valid.
 """
 
 from __future__ import annotations

@@ -1,4 +1,4 @@
-"""Executors run a stage's independent tasks (DESIGN.md §1, issue: executor interface).
+"""Executors run a stage's independent tasks.
 
 A task is any picklable object. If it has an ``output`` attribute (a path) that already
 exists, the task is finished and is skipped — each task writes its own output atomically, so a
@@ -9,6 +9,7 @@ task's result is ``None``.
 from __future__ import annotations
 
 import os
+import sys
 from abc import ABC, abstractmethod
 from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
@@ -47,13 +48,13 @@ class Executor(ABC):
 def _limit_threads() -> None:
     # Each worker gets one intra-op thread: with a pool of N processes, N×cores threads would
     # oversubscribe the machine and run slower than serial.
+    # A library imported later in the worker reads OMP_NUM_THREADS; torch already imported by the
+    # parent (and inherited through fork) has read it, so it is told directly. Core never imports
+    # torch itself.
     os.environ.setdefault("OMP_NUM_THREADS", "1")
-    try:
-        import torch  # noqa: PLC0415 - optional, only when present
-
+    torch = sys.modules.get("torch")
+    if torch is not None:
         torch.set_num_threads(1)
-    except ImportError:
-        pass
 
 
 class LocalConfig(ComponentConfig):

@@ -1,7 +1,10 @@
-"""Every hook of Dark Halo Scope, in one module (DESIGN.md §2).
+"""Every hook of Dark Halo Scope, in one module (rendered into docs/hooks.md by dhs_core.docgen).
 
 Registration hooks receive a ``register`` callback (a :class:`dhs_core.components.Registrar`)
-and return nothing: a plugin registers by calling it, never by import side effects.
+and return nothing: a plugin registers by calling it, never by import side effects. ``impl`` may
+be the object or a ``"module:attr"`` string imported on first use; with a string, only the
+``Config`` class is imported at registration, so it lives in a module free of torch,
+matplotlib, scikit-learn and scipy.
 Lifecycle hooks are notifications for loggers and trackers; their return values are ignored.
 
 Changing a hookspec is at least a minor version bump of dhs-core.
@@ -29,7 +32,8 @@ hookimpl = pluggy.HookimplMarker("dhs")
 def register_data_sources(register: Registrar) -> None:
     """Register data sources: components that write a manifest and a cutout store.
 
-    :param register: call ``register(name, impl, config=Config)`` once per data source.
+    :param register: call ``register(name, impl, config=Config)`` once per data source
+        (``impl`` an object or a ``"module:attr"`` string, imported on first use).
         ``impl`` follows the data-source protocol of dhs-data.
 
     The return value is ignored.

@@ -1,4 +1,4 @@
-"""Version pins: ``[requires]`` PEP 440 specifiers and ``dhs lock`` files (DESIGN.md §3).
+"""Version pins: ``[requires]`` PEP 440 specifiers and ``dhs lock`` files.
 
 Both are checked before any work, so a paper's spec refuses to run against other code.
 """

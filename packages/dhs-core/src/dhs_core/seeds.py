@@ -1,4 +1,4 @@
-"""Deterministic seeds (DESIGN.md §4).
+"""Deterministic seeds (docs/specs.md, "Seeds").
 
 Every stage or task seed is derived from ``run.seed`` and a name::
 
@@ -8,7 +8,7 @@ Every stage or task seed is derived from ``run.seed`` and a name::
 SHA-256 makes seeds of different names statistically independent and stable across Python
 versions and platforms (unlike ``hash()``); 31 bits fit every RNG (numpy, torch, random).
 
-Per-sample augmentation seeds follow the epoch-aware formula of DESIGN.md §4, so the same
+Per-sample augmentation seeds follow one epoch-aware formula, so the same
 sample in the same epoch gets the same augmentation whatever the number of loader workers.
 """
 

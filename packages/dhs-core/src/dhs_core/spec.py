@@ -1,4 +1,4 @@
-"""The run spec: a TOML file validated by a pydantic model built after plugins load (DESIGN.md §3).
+"""The run spec: a TOML file validated by a pydantic model built after plugins load (docs/specs.md).
 
 Core owns ``[run]``, ``[requires]``, ``[executor]`` and ``[sweep]``. Every other top-level
 section is declared by a stage plugin (:class:`dhs_core.stages.Section`). A *component slot*

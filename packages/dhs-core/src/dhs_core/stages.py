@@ -9,8 +9,10 @@ A stage declares
 * ``needs`` / ``produces`` — artifact paths relative to the run directory. The runner orders
   stages by them and skips a stage whose ``produces`` exist for the same input hash;
 * ``inputs`` — extra spec sections (owned by other stages) that change its outputs; they are
-  hashed into its input hash together with its own sections, ``run.seed`` and the hashes of
-  the stages that produce what it needs;
+  hashed into its input hash together with its own sections, the distribution and version of
+  every component those sections select, ``run.seed`` and the completion tokens of the stages
+  that produce what it needs. A stage hashes only what it reads: listing a section it does not
+  use would rerun it for nothing;
 * ``after`` — soft ordering: run after these stages when they are enabled;
 * ``artifacts`` — named artifacts it writes (``{"manifest": "data/manifest.parquet"}``). The
   writing package defines each path once, as a constant; a reader that may import the writer
@@ -64,6 +66,7 @@ class Stage:
     artifacts: ClassVar[Mapping[str, str]] = {}
 
     def run(self, ctx: StageContext) -> Mapping[str, float] | None:  # pragma: no cover
+        """Do the stage's work, writing every ``produces`` artifact; return headline metrics or None."""
         raise NotImplementedError
 
     def check(self, spec: Any, run_dir: Path, source: str) -> None:

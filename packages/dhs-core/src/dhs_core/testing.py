@@ -122,7 +122,7 @@ def registered(plugin: Any, name: str, distribution: str | None = None, version:
 
 def undocumented_fields(config: type) -> list[str]:
     """Fields of ``config`` (own or inherited) with no ``#`` comment (on the line above or at the end
-    of the definition's line) and no ``description``. STYLE.md asks for a comment on every field."""
+    of the definition's line) and no ``description``. Every field carries a comment: it is what `dhs schema` and the docs show a user."""
     import inspect
 
     missing = []
