@@ -197,3 +197,41 @@ def test_lifecycle_hooks_fire(tmp_path):
         dhs_core.run(spec(tmp_path))
     assert seen == [("started", "pipe"), ("finished", 28.0)]
     assert plugins.get_plugin_manager().get_plugin("tracker") is None
+
+
+def test_unhashed_section_is_checked_but_does_not_rerun(tmp_path):
+    from dhs_core import ComponentConfig, Section, Stage, hookimpl, io
+
+    class Label(ComponentConfig):
+        # text written by the stage
+        text: str = "a"
+
+    class Note(ComponentConfig):
+        # a value the stage only checks before a run
+        limit: int = 1
+
+    class LabelStage(Stage):
+        name = "label"
+        sections = {"label": Section(Label), "note": Section(Note, required=False, hashed=False)}
+        trigger = "label"
+        produces = ("label/out.json",)
+
+        def check(self, spec, run_dir, source):
+            if spec.note is not None and spec.note.limit > 5:
+                raise SpecError(f"{source}: note.limit = {spec.note.limit} must be <= 5")
+
+        def run(self, ctx):
+            io.write_json(ctx.path("label/out.json"), ctx.spec.label.text)
+
+    class Plugin:
+        @hookimpl
+        def register_stages(self, register):
+            register("label", LabelStage())
+
+    base = {"run": {"name": "l", "seed": 1, "out_dir": str(tmp_path / "run")}, "label": {}, "note": {"limit": 1}}
+    with registered(Plugin(), "lbl", "dhs-label", "1.0"):
+        assert dhs_core.run(base).stages["label"] == "ran"
+        assert dhs_core.run(base, ["note.limit=2"]).stages["label"] == "skipped"
+        assert dhs_core.run(base, ["label.text=b"]).stages["label"] == "ran"
+        with pytest.raises(SpecError, match="note.limit = 6"):
+            dhs_core.run(base, ["note.limit=6"])

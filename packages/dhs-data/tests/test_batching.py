@@ -29,7 +29,7 @@ def data_dir(request, tmp_path_factory):
 
 
 def reference_dihedral(x: np.ndarray, code16: int) -> np.ndarray:
-    """The DESIGN §4 augmentation written with np.rot90 and flips, independent of dihedral_view."""
+    """The per-sample augmentation written with np.rot90 and flips, independent of dihedral_view."""
     out = np.rot90(x, code16 & 3, axes=(-2, -1))
     if code16 >> 2 & 1:
         out = out[..., :, ::-1]

@@ -10,7 +10,7 @@ from dhs_data.splits import SplitConfig, assign_splits, healpix_pixels
 
 
 def _reference_split(ra, dec, nside, seed, fractions):
-    """Independent implementation of DESIGN §6 on top of healpy."""
+    """Independent implementation of the split rule (sha256 of seed:pixel, cut by fractions) on top of healpy."""
     pix = hp.ang2pix(nside, np.radians(90.0 - dec), np.radians(ra))  # theta/phi form, RING
     out = []
     for p in pix:

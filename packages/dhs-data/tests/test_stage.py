@@ -5,8 +5,10 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import make_data_dir, manifest_dict
 
-from dhs_core import run
-from dhs_core.errors import UserError
+from dhs_core import Stage, hookimpl, io, run
+from dhs_core.errors import SpecError, UserError
+from dhs_core.runner import plan
+from dhs_core.testing import registered
 from dhs_data.datasets import CutoutDataset
 from dhs_data.manifest import write_manifest
 from dhs_data.splits import assign_splits
@@ -99,9 +101,89 @@ def test_manifest_scheme_with_leaky_splits_stops(tmp_path, src):
 
 
 def test_bad_split_config_is_spec_error(tmp_path, src):
-    from dhs_core.errors import SpecError
-
     d, _ = src
     for split, words in (({"fractions": {"train": 0.5, "test": 0.4}}, "sum to"), ({"nside": 100}, "power of two")):
         with pytest.raises(SpecError, match=words):
             run(_spec(tmp_path, {"name": "manifest", "path": str(d / "manifest.parquet"), "split": split}))
+
+
+class ReadsPreprocess(Stage):
+    """A downstream stage that reads [preprocess], as training does (lists it in ``inputs``)."""
+
+    name = "reads_preprocess"
+    trigger = "data"
+    needs = ("data/manifest.parquet",)
+    produces = ("reads_preprocess/clip.json",)
+    inputs = ("data", "preprocess")
+
+    def run(self, ctx):
+        io.write_json(ctx.path("reads_preprocess/clip.json"), ctx.spec.preprocess.clip)
+
+
+class ReaderPlugin:
+    @hookimpl
+    def register_stages(self, register):
+        register("reads_preprocess", ReadsPreprocess())
+
+
+def test_changing_preprocess_reruns_readers_not_the_data_stage(tmp_path, src):
+    d, _ = src
+    spec = _spec(tmp_path, {"name": "manifest", "path": str(d / "manifest.parquet")},
+                 preprocess={"name": "raw_robust", "annulus": [10, 16], "clip": 10.0})
+    def stages(res):
+        return {k: res.stages[k] for k in ("data", "reads_preprocess")}
+
+    with registered(ReaderPlugin(), "reader", "dhs-reader", "1.0"):
+        assert stages(run(spec)) == {"data": "ran", "reads_preprocess": "ran"}
+        assert stages(run(spec, ["preprocess.clip=5.0"])) == {"data": "skipped", "reads_preprocess": "ran"}
+        assert json.loads((tmp_path / "run/reads_preprocess/clip.json").read_text()) == 5.0
+        # the source's own options still rerun it
+        moved = run(spec, ["preprocess.clip=5.0", "data.split.seed=7"])
+        assert stages(moved) == {"data": "ran", "reads_preprocess": "ran"}
+
+
+def _expect_plan_error(tmp_path, spec, *words):
+    with pytest.raises(SpecError) as err:
+        plan(spec)
+    for w in ("preprocess.annulus", *words):
+        assert w in str(err.value)
+    assert not (tmp_path / "run").exists()
+    return err.value
+
+
+def test_annulus_wider_than_manifest_stamp_fails_plan_and_writes_nothing(tmp_path, src):
+    d, _ = src  # store.json next to the manifest states 32-px stamps
+    spec = _spec(tmp_path, {"name": "manifest", "path": str(d / "manifest.parquet")},
+                 preprocess={"name": "raw_robust", "annulus": [12, 20]})
+    _expect_plan_error(tmp_path, spec, "32x32", "[12, 20]")
+
+
+def test_manifest_stamp_comes_from_the_first_cutout(tmp_path, src):
+    d, _ = src
+    (d / "store.json").unlink()  # no stated stamp: the first cutout's shape is the stamp
+    data = {"name": "manifest", "path": str(d / "manifest.parquet"), "data_root": str(d / "cutouts")}
+    spec = _spec(tmp_path, data, preprocess={"name": "raw_robust", "annulus": [12, 20]})
+    _expect_plan_error(tmp_path, spec, "32x32")
+    assert plan(_spec(tmp_path, data, preprocess={"name": "raw_robust", "annulus": [10, 16]}))
+    # a missing first cutout is the data stage's business when it runs (excluded and counted),
+    # not the pre-run check's: the check is skipped
+    (d / "cutouts/c/g0000.npz").unlink()
+    assert plan(spec) and not (tmp_path / "run").exists()
+
+
+def test_legacysurvey_stamp_is_checked_without_reading_anything(tmp_path):
+    # no catalog or cutout exists: the configured stamp alone decides
+    data = {"name": "legacysurvey", "catalogs": [str(tmp_path / "none.fits")], "cutout_dir": str(tmp_path / "none"),
+            "stamp": 64}
+    spec = _spec(tmp_path, data, preprocess={"name": "raw_robust", "annulus": "stamp101"})
+    _expect_plan_error(tmp_path, spec, "64x64", "legacysurvey")
+
+
+def test_data_stage_artifacts_are_the_layout_names():
+    from dhs_core import artifact, plugins
+    from dhs_data import layout
+
+    stage = plugins.components("stage")["data"].impl
+    assert stage.artifacts == layout.ARTIFACTS
+    assert artifact("data", "manifest") == f"{layout.DATA_DIR}/{layout.MANIFEST}" == "data/manifest.parquet"
+    assert set(stage.produces) == {"data/manifest.parquet", "data/data_report.json"}

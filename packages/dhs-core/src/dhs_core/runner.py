@@ -1,7 +1,7 @@
 """The pipeline runner: orders stages, hashes inputs, resumes, records provenance.
 
 A stage's *input hash* is the SHA-256 of: its name and provider version, the resolved spec
-sections it owns or lists in ``inputs`` (and no others), the distribution and version of every
+sections it owns (except those declared ``hashed=False``) or lists in ``inputs`` (and no others), the distribution and version of every
 component those sections select (upgrading an architecture plugin reruns ``train`` and what
 follows, nothing else), ``run.seed``, and the completion tokens of the stages that produce what
 it needs. A stage is skipped when its state file (``.dhs/stages/<name>.json``) records the same
@@ -112,7 +112,8 @@ def _read_state(run_dir: Path, stage: str) -> dict[str, Any] | None:
 
 def input_hash(comp: plugins.Component, spec: BaseModel, upstream_tokens: dict[str, str]) -> str:
     data = resolved_dict(spec)
-    sections = sorted({*comp.impl.sections, *comp.impl.inputs})
+    owned = [s for s, section in comp.impl.sections.items() if getattr(section, "hashed", True)]
+    sections = sorted({*owned, *comp.impl.inputs})
     selected = provenance.components_in(spec, sections)
     payload = {
         "stage": comp.name,

@@ -4,7 +4,8 @@ A stage declares
 
 * ``sections`` — the top-level spec sections it owns, each a pydantic model or a
   :class:`~dhs_core.spec.Slot` (a component chosen by ``name``). Plugins add sections to the
-  run-spec model this way; core knows none of them in advance.
+  run-spec model this way; core knows none of them in advance. Owned sections are hashed into
+  the stage's input hash unless declared ``Section(..., hashed=False)``;
 * ``trigger`` — the section whose presence enables the stage (``None``: always enabled);
 * ``needs`` / ``produces`` — artifact paths relative to the run directory. The runner orders
   stages by them and skips a stage whose ``produces`` exist for the same input hash;
@@ -50,6 +51,10 @@ class Section:
     required: bool = True
     #: one-line description shown in the JSON Schema
     description: str = ""
+    #: False for a section the stage only checks before a run (in ``check``) while its outputs
+    #: do not depend on it: the section is then left out of the stage's input hash, so changing
+    #: it does not rerun the stage
+    hashed: bool = True
 
 
 class Stage:

@@ -2,7 +2,7 @@
 
 A lens on a square pixel grid has the symmetries of the square: 4 rotations by 90° times an
 optional flip (8 transforms). Each sample draws its transform from its own seed
-(``dhs_core.seeds.sample_seed(seed, index, epoch, len(ds))``, DESIGN §4), so the result
+(``dhs_core.seeds.sample_seed(seed, index, epoch, len(ds))``), so the result
 depends only on (sample, epoch) — never on the worker that loads it or the batch it lands in.
 
 The seed is mixed with the SplitMix64 finaliser (consecutive seeds give independent-looking

@@ -1,4 +1,4 @@
-"""Map-style torch dataset over a data directory (contract 3 of the common brief).
+"""Map-style torch dataset over a data directory written by the data stage.
 
 ``CutoutDataset(data_dir, split="train", preprocess=None, augment=False, seed=0, metadata_columns=())``
 reads ``data_dir/manifest.parquet`` (written by the data stage: only cutouts that passed its
@@ -34,6 +34,7 @@ from torch.utils.data import Dataset, WeightedRandomSampler, default_collate, ge
 from dhs_core.errors import UserError
 from dhs_core.seeds import sample_seed
 from dhs_data.augment import augment_batch, augment_cutout, dihedral_codes, dihedral_view
+from dhs_data.layout import MANIFEST
 from dhs_data.leakage import check_metadata_columns
 from dhs_data.manifest import read_manifest
 from dhs_data.stores import open_store
@@ -45,16 +46,7 @@ def build_preprocess(preprocess: Any) -> Callable[[np.ndarray], np.ndarray] | No
         return preprocess
     from dhs_core import plugins
 
-    if isinstance(preprocess, Mapping):
-        options = dict(preprocess)
-        name = options.pop("name", None)
-    else:
-        name = getattr(preprocess, "name", None)
-        options = preprocess.model_dump(exclude={"name"}) if hasattr(preprocess, "model_dump") else {}
-    if not name:
-        raise UserError(f"preprocess {preprocess!r}: give a callable or a preprocessor config with a 'name'")
-    comp = plugins.get("preprocessor", name, where="preprocess.name")
-    return comp.impl(comp.Config(**options))
+    return plugins.build("preprocessor", preprocess, where="preprocess")
 
 
 class CutoutDataset(Dataset):
@@ -71,12 +63,12 @@ class CutoutDataset(Dataset):
     ) -> None:
         self.data_dir = Path(data_dir)
         self.metadata_columns = check_metadata_columns(metadata_columns)
-        table = read_manifest(self.data_dir / "manifest.parquet")
+        table = read_manifest(self.data_dir / MANIFEST)
         if split is not None:
             splits = set(table.column("split").drop_null().to_pylist())
             if split not in splits:
                 raise UserError(
-                    f"split {split!r} has no cutouts in {self.data_dir / 'manifest.parquet'}; splits present: "
+                    f"split {split!r} has no cutouts in {self.data_dir / MANIFEST}; splits present: "
                     f"{', '.join(sorted(splits)) or '(none — run the data stage first)'}"
                 )
             table = table.filter(pc.equal(table.column("split"), split))
@@ -143,7 +135,7 @@ class CutoutDataset(Dataset):
             pre = np.asarray(self.preprocess(raw), dtype=np.float32)
             if pre.ndim != 4 or pre.shape[0] != len(keys):
                 raise UserError(f"preprocess returned shape {pre.shape} for a batch of shape {raw.shape}; a "
-                                "preprocessor must map (N,3,H,W) to (N,3,H',W') (contract 2)")
+                                "preprocessor must map (N,3,H,W) to (N,3,H',W'), one output cutout per input")
             images = (alloc or _empty)(pre.shape)
             if codes is not None:
                 augment_batch(pre, codes, out=images)

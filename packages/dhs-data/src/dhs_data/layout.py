@@ -7,6 +7,8 @@ gives the data stage's artifacts relative to the run directory.
 
 #: the data stage's directory inside a run directory
 DATA_DIR = "data"
+#: where the data stage builds the data directory before swapping it in as DATA_DIR
+DATA_STAGING = ".data.partial"
 #: the manifest: one row per cutout that passed the data stage's checks
 MANIFEST = "manifest.parquet"
 #: counts, exclusions by reason, split sizes, pixel statistics
@@ -17,7 +19,9 @@ EXCLUDED = "excluded.parquet"
 TRUTH = "truth.parquet"
 #: which cutout store the directory holds and how to open it
 STORE_INFO = "store.json"
-#: packed shards: per-cutout index (shard, offset, CRC-32)
+#: directory of the packed shards (``dhs data pack``), relative to the data directory
+SHARDS_DIR = "shards"
+#: packed shards: per-cutout index (shard, offset, CRC-32), inside the shard directory
 SHARD_INDEX = "index.parquet"
 #: report of ``dhs data pack``
 PACK_REPORT = "pack_report.json"

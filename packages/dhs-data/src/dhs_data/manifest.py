@@ -1,9 +1,9 @@
-"""The manifest: one row per cutout (DESIGN.md §5), stored as parquet.
+"""The manifest: one row per cutout, stored as parquet.
 
 Columns and Arrow types are fixed by :data:`SCHEMA`. ``galaxy_id``, ``cutout_path``, ``ra``,
-``dec`` and ``label`` are required; the other §5 columns may be absent from a user's table and
+``dec`` and ``label`` are required; the other columns may be absent from a user's table and
 are filled with nulls (``sample_weight`` with 1.0) — the data stage assigns ``split`` and
-``healpix_128``. Extra columns are kept after the §5 ones (e.g. a ``host_id`` used by the
+``healpix_128``. Extra columns are kept after the schema's (e.g. a ``host_id`` used by the
 paired-control guard); simulation truth belongs in ``truth.parquet``, never here.
 
 Validation collects every problem and raises one :class:`~dhs_core.errors.UserError` naming
@@ -84,7 +84,7 @@ def _to_table(data: pa.Table | Mapping[str, Any] | Any) -> pa.Table:
 
 
 def validate_manifest(data: pa.Table | Mapping[str, Any], *, source: str = "manifest") -> pa.Table:
-    """Check ``data`` against DESIGN.md §5 and return it conformed to :data:`SCHEMA`.
+    """Check ``data`` against :data:`SCHEMA` and its value rules; return it conformed to the schema.
 
     Raises :class:`UserError` listing every problem (column, offending rows, what is valid).
     """

@@ -18,21 +18,29 @@ import pyarrow as pa
 
 from dhs_core import io
 from dhs_core.errors import UserError
+from dhs_data.layout import MANIFEST, PACK_REPORT, SHARDS_DIR, STORE_INFO
 from dhs_data.manifest import read_manifest, write_manifest
-from dhs_data.stores import STORE_JSON, CutoutError, PathEscapeError, ShardStore, ShardWriter, open_store
+from dhs_data.stores import (
+    CutoutError,
+    PathEscapeError,
+    ShardStore,
+    ShardWriter,
+    open_store,
+    write_store_json,
+)
 from dhs_data.stores.fits import FitsStore
 from dhs_data.stores.npz import NpzStore
 
 
 def source_store(manifest: Path, keys: list[str]):
-    if (manifest.parent / STORE_JSON).is_file():
+    if (manifest.parent / STORE_INFO).is_file():
         return open_store(manifest.parent)
     exts = {Path(k).suffix.lower() for k in keys}
     if exts <= {".npz"}:
         return NpzStore(manifest.parent)
     if exts <= {".fits", ".fit"}:
         return FitsStore(manifest.parent)
-    raise UserError(f"{manifest}: no store.json next to it and cutout extensions {sorted(exts)} are not .npz/.fits")
+    raise UserError(f"{manifest}: no {STORE_INFO} next to it and cutout extensions {sorted(exts)} are not .npz/.fits")
 
 
 def pack(
@@ -70,7 +78,7 @@ def pack(
                 advance(1)
                 continue
             if writer is None:
-                writer = ShardWriter(tmp / "shards", arr.shape[-1], shard_size=shard_size)
+                writer = ShardWriter(tmp / SHARDS_DIR, arr.shape[-1], shard_size=shard_size)
             writer.add(key, arr)
             crcs[key] = zlib.crc32(arr.tobytes())
             kept.append(i)
@@ -79,13 +87,13 @@ def pack(
             listing = "; ".join(f"row {b['row']} {b['cutout_path']}: {b['reason']} {b['detail']}" for b in bad[:10])
             raise UserError(
                 f"{manifest}: {len(bad)} cutout(s) cannot be read ({listing}{' ...' if len(bad) > 10 else ''}); "
-                "fix them, or pass --skip-bad to leave them out (they are listed in pack_report.json)"
+                f"fix them, or pass --skip-bad to leave them out (they are listed in {PACK_REPORT})"
             )
         if writer is None:
             raise UserError(f"{manifest}: no readable cutouts to pack")
         writer.close()
         stamp = writer.stamp
-        packed = ShardStore(tmp / "shards", stamp)
+        packed = ShardStore(tmp / SHARDS_DIR, stamp)
         for key in crcs:
             try:
                 again = packed.get(key, verify=True)
@@ -94,11 +102,11 @@ def pack(
             if zlib.crc32(again.tobytes()) != crcs[key]:
                 raise UserError(f"verification of the packed copy failed for {key!r}: pixels differ from the source")
             advance(1)
-        write_manifest(table.take(pa.array(kept)), tmp / "manifest.parquet")
-        io.write_json(tmp / STORE_JSON, {"format": "shards", "root": "shards", "stamp": stamp, "bands": "grz", "version": 1})
+        write_manifest(table.take(pa.array(kept)), tmp / MANIFEST)
+        write_store_json(tmp, format="shards", root=SHARDS_DIR, stamp=stamp)
         summary = {"source": str(manifest), "n_input": len(keys), "n_packed": len(kept), "excluded": bad,
                    "stamp": stamp, "shard_size": shard_size, "verified": True}
-        io.write_json(tmp / "pack_report.json", summary)
+        io.write_json(tmp / PACK_REPORT, summary)
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)

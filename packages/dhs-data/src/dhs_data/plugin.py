@@ -7,19 +7,24 @@ from dhs_core import hookimpl
 
 @hookimpl
 def register_data_sources(register):
-    from dhs_data.sources.legacysurvey import LegacySurveyConfig, legacysurvey_source
-    from dhs_data.sources.manifest_source import ManifestSourceConfig, manifest_source
+    from dhs_data.sources.legacysurvey import LegacySurveyConfig
+    from dhs_data.sources.manifest_source import ManifestSourceConfig
 
-    register("manifest", manifest_source, config=ManifestSourceConfig)
-    register("legacysurvey", legacysurvey_source, config=LegacySurveyConfig)
+    register("manifest", "dhs_data.sources.manifest_source:manifest_source", config=ManifestSourceConfig,
+             summary="An existing parquet manifest with npz, fits or shard cutouts.")
+    register("legacysurvey", "dhs_data.sources.legacysurvey:legacysurvey_source", config=LegacySurveyConfig,
+             summary="LRG parent sample from Tractor sweeps with N1 and N2 negative pools.")
 
 
 @hookimpl
 def register_preprocessors(register):
-    from dhs_data.preprocess import CenterCropConfig, RawRobustConfig, build_center_crop, build_raw_robust
+    from dhs_data.preprocess.center_crop import CenterCropConfig
+    from dhs_data.preprocess.raw_robust import RawRobustConfig
 
-    register("raw_robust", build_raw_robust, config=RawRobustConfig)
-    register("center_crop", build_center_crop, config=CenterCropConfig)
+    register("raw_robust", "dhs_data.preprocess.raw_robust:build_raw_robust", config=RawRobustConfig,
+             summary="Per-band (x - median) / (1.4826 MAD) from a sky annulus, clipped.")
+    register("center_crop", "dhs_data.preprocess.center_crop:build_center_crop", config=CenterCropConfig,
+             summary="Central square crop (101 -> 64 px by default).")
 
 
 @hookimpl

@@ -1,4 +1,4 @@
-"""HEALPix train/val/test splits (DESIGN.md §6).
+"""HEALPix train/val/test splits.
 
 Neighbouring galaxies share sky systematics (PSF, depth, Galactic extinction, the same bright
 star halo), so a random per-galaxy split leaks: the model can match a test galaxy to its

@@ -1,8 +1,11 @@
-"""The ``data`` stage (contract 1): source → validate → split → guard → exclude → report.
+"""The ``data`` stage: source → validate → split → guard → exclude → report.
 
 The source writes into a staging directory; ``run_dir/data`` is replaced by it only after
 every check passed, so bad input leaves no partial output (and a stale previous result is
 never mixed with a new one).
+
+Importing this module stays light (the stage is registered as an object): pyarrow, healpy
+and the readers are imported when the stage runs.
 """
 
 from __future__ import annotations
@@ -11,41 +14,35 @@ import os
 import shutil
 from collections import Counter
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
 
 from dhs_core import Section, Slot, Stage, StageContext, io, plugins
-from dhs_core.errors import StageError, UserError
-from dhs_data.leakage import check_paired_controls
-from dhs_data.manifest import read_manifest, write_manifest
-from dhs_data.report import counts, verify_splits
-from dhs_data.sources.base import MANIFEST
+from dhs_core.errors import SpecError, StageError, UserError
+from dhs_data.layout import ARTIFACTS, DATA_DIR, DATA_REPORT, DATA_STAGING, EXCLUDED, MANIFEST, STORE_INFO
 from dhs_data.splits import SplitConfig, assign_splits, healpix_pixels
-from dhs_data.stores import STORE_JSON, CutoutError, PathEscapeError, open_store
 
-REPORT = "data_report.json"
-EXCLUDED = "excluded.parquet"
+if TYPE_CHECKING:  # pragma: no cover
+    import pyarrow as pa
 
 
-def check_cutouts(store, keys: list[str], progress=None) -> tuple[np.ndarray, list[dict], np.ndarray | None]:
-    """Read every cutout once: (ok mask, exclusions, first good cutout). Escapes raise UserError."""
+def check_cutouts(store, keys: list[str], progress=None) -> tuple[np.ndarray, list[dict]]:
+    """Read every cutout once: (ok mask, exclusions). Escapes raise UserError."""
+    from dhs_data.stores import CutoutError, PathEscapeError
+
     ok = np.zeros(len(keys), bool)
     excluded: list[dict] = []
     escapes: list[str] = []
-    first = None
     for i, key in enumerate(keys):
         try:
-            arr = store.get(key)
+            store.get(key)
         except PathEscapeError:
             escapes.append(key)
         except CutoutError as exc:
             excluded.append({"row": i, "cutout_path": key, "reason": exc.reason, "detail": exc.detail})
         else:
             ok[i] = True
-            if first is None:
-                first = arr
         if progress is not None:
             progress.advance(1)
     if escapes:
@@ -53,7 +50,7 @@ def check_cutouts(store, keys: list[str], progress=None) -> tuple[np.ndarray, li
             f"{len(escapes)} cutout_path value(s) resolve outside the data root {store.root} "
             f"(e.g. {escapes[:5]}); paths must be relative and stay inside it"
         )
-    return ok, excluded, first
+    return ok, excluded
 
 
 def _split_config(cfg) -> SplitConfig:
@@ -63,6 +60,10 @@ def _split_config(cfg) -> SplitConfig:
 
 def prepare(table: pa.Table, split_cfg: SplitConfig, source: str) -> pa.Table:
     """Assign healpix_128 and (for scheme healpix) the split column; apply the paired-control guard."""
+    import pyarrow as pa
+
+    from dhs_data.leakage import check_paired_controls
+
     ra, dec = table.column("ra").to_numpy(), table.column("dec").to_numpy()
     table = table.set_column(table.schema.get_field_index("healpix_128"), "healpix_128",
                              pa.array(healpix_pixels(ra, dec, nside=128)))
@@ -79,16 +80,38 @@ class DataStage(Stage):
     name = "data"
     sections = {
         "data": Section(Slot("data_source"), description="where the cutouts and labels come from"),
-        "preprocess": Section(Slot("preprocessor"), required=False, description="per-cutout normalisation"),
+        # the data stage's outputs do not depend on [preprocess]: it only checks, before the run,
+        # that the preprocessor fits the source's stamp; changing it reruns training, not this
+        "preprocess": Section(Slot("preprocessor"), required=False, description="per-cutout normalisation",
+                              hashed=False),
     }
     trigger = "data"
-    produces = ("data/manifest.parquet", "data/data_report.json")
+    produces = (ARTIFACTS["manifest"], ARTIFACTS["data_report"])
+    artifacts = ARTIFACTS
+
+    def check(self, spec: Any, run_dir: Path, source: str) -> None:
+        """The spec's preprocessor must fit the stamp the data source states (an annulus that
+        does not fit fails here, before anything is written, rather than in training)."""
+        preprocess = getattr(spec, "preprocess", None)
+        if preprocess is None or getattr(spec, "data", None) is None:
+            return
+        _, config = plugins.resolve("data_source", spec.data, where="data", source=source)
+        stamp_size = getattr(config, "stamp_size", None)
+        stamp = stamp_size() if callable(stamp_size) else None
+        if stamp is None:
+            return
+        apply = plugins.build("preprocessor", preprocess, where="preprocess", source=source)
+        try:
+            apply(np.zeros((3, int(stamp), int(stamp)), np.float32))
+        except SpecError as exc:
+            raise SpecError(f"{source}: {exc} (data source {spec.data.name!r} provides {stamp}x{stamp}-px "
+                            "stamps)") from None
 
     def run(self, ctx: StageContext) -> dict[str, float]:
         cfg = ctx.spec.data
-        comp = plugins.get("data_source", cfg.name, where="data.name")
-        final = ctx.run_dir / "data"
-        staging = ctx.run_dir / ".data.partial"
+        comp, _ = plugins.resolve("data_source", cfg, where="data")
+        final = ctx.run_dir / DATA_DIR
+        staging = ctx.run_dir / DATA_STAGING
         shutil.rmtree(staging, ignore_errors=True)
         staging.mkdir(parents=True)
         try:
@@ -102,8 +125,15 @@ class DataStage(Stage):
         return metrics
 
     def _build(self, ctx: StageContext, comp, cfg, out: Path) -> dict[str, float]:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        from dhs_data.manifest import read_manifest, write_manifest
+        from dhs_data.report import counts, verify_splits
+        from dhs_data.stores import open_store
+
         comp.impl(cfg, ctx, out)
-        for required in (MANIFEST, STORE_JSON):
+        for required in (MANIFEST, STORE_INFO):
             if not (out / required).is_file():
                 raise StageError(f"data source {cfg.name!r} ({comp.distribution}) did not write {required}")
         source = f"data source {cfg.name!r} manifest"
@@ -112,22 +142,17 @@ class DataStage(Stage):
         store = open_store(out)
         keys = table.column("cutout_path").to_pylist()
         with ctx.progress.task("checking cutouts", total=len(keys)) as task:
-            ok, excluded, first = check_cutouts(store, keys, task)
+            ok, excluded = check_cutouts(store, keys, task)
         ids = table.column("galaxy_id").to_pylist()
         for e in excluded:
             e["galaxy_id"] = ids[e["row"]]
         if not ok.any():
             reasons = Counter(e["reason"] for e in excluded)
             raise UserError(f"{source}: none of the {len(keys)} cutouts is usable ({dict(reasons)}); see {store.root}")
-        preprocess_cfg = getattr(ctx.spec, "preprocess", None)
-        if preprocess_cfg is not None and first is not None:
-            from dhs_data.datasets import build_preprocess  # torch: only when a cutout is checked
-
-            build_preprocess(preprocess_cfg)(first)  # an annulus that does not fit fails here, not in training
         kept = table.filter(pa.array(ok))
         verification = verify_splits(kept, nside=split_cfg.nside)
         if not verification["balanced"]:
-            ctx.log("data: warning — psfsize_r/psfdepth_r differ between splits (KS p < 0.01); see data_report.json")
+            ctx.log(f"data: warning — psfsize_r/psfdepth_r differ between splits (KS p < 0.01); see {DATA_REPORT}")
         write_manifest(kept, out / MANIFEST)
         by_reason = Counter(e["reason"] for e in excluded)
         with io.atomic_path(out / EXCLUDED) as tmp:
@@ -144,7 +169,7 @@ class DataStage(Stage):
             "paired_controls_allowed": split_cfg.paired_controls,
             **counts(kept),
         }
-        io.write_json(out / REPORT, report)
+        io.write_json(out / DATA_REPORT, report)
         ctx.log(f"data: {int(ok.sum())} cutouts kept, {len(excluded)} excluded {dict(by_reason)}")
         metrics = {"n_cutouts": float(ok.sum()), "n_excluded": float(len(excluded))}
         for name, d in report["by_split"].items():

@@ -1,4 +1,8 @@
-"""Preprocessors (contract 2): ``impl(config)`` returns a callable on float32 (3,H,W) or (N,3,H,W)."""
+"""Preprocessors: ``impl(config)`` returns a callable on float32 ``(3,H,W)`` or ``(N,3,H,W)`` cutouts.
+
+Every module re-exported here imports only numpy and pydantic at the top (scipy is imported
+inside the annulus diagnostic), so importing a preprocessor's config stays light.
+"""
 
 from dhs_data.preprocess.annulus import PRESETS, annulus_mask, annulus_radii, annulus_stats
 from dhs_data.preprocess.annulus_comparison import annulus_comparison

@@ -14,7 +14,6 @@ import warnings
 import numpy as np
 
 from dhs_data.preprocess.annulus import annulus_radii, annulus_stats
-from dhs_data.stores.base import BANDS
 
 
 def annulus_comparison(
@@ -27,6 +26,8 @@ def annulus_comparison(
 ) -> dict:
     """Compare two annuli over ``cutouts`` ``(N,3,H,W)``; returns a JSON-ready dict."""
     from scipy import stats  # imported on use: registering preprocessors must stay light
+
+    from dhs_data.stores.base import BANDS  # the stores package imports pyarrow; same reason
 
     x = np.asarray(cutouts, dtype=np.float32)
     with warnings.catch_warnings():  # an annulus inside host light is what this diagnostic measures

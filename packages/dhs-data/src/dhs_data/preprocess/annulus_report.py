@@ -13,6 +13,7 @@ import numpy as np
 
 from dhs_core.errors import UserError
 from dhs_core.io import write_json
+from dhs_data.layout import DATA_DIR, MANIFEST
 from dhs_data.manifest import read_manifest
 from dhs_data.preprocess.annulus_comparison import annulus_comparison
 from dhs_data.stores import open_store
@@ -29,9 +30,9 @@ def run_annulus_comparison(
     out: str | Path | None = None,
 ) -> dict:
     data_dir = Path(data_dir)
-    manifest = data_dir / "manifest.parquet"
+    manifest = data_dir / MANIFEST
     if not manifest.is_file():
-        raise UserError(f"{data_dir}: no manifest.parquet (give the data directory of a run, e.g. runs/<name>/data)")
+        raise UserError(f"{data_dir}: no {MANIFEST} (give the data directory of a run, e.g. runs/<name>/{DATA_DIR})")
     table = read_manifest(manifest)
     labels = np.asarray(table.column("label").to_numpy(zero_copy_only=False))
     rng = np.random.default_rng(seed)

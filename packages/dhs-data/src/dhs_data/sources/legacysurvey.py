@@ -26,9 +26,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from astropy.table import Table
 
 from dhs_core.errors import UserError
-from dhs_data.manifest import write_manifest
-from dhs_data.sources.base import MANIFEST, DataSourceConfig
-from dhs_data.stores import write_store_json
+from dhs_data.layout import MANIFEST
+from dhs_data.sources.base import DataSourceConfig
 
 SWEEP_COLUMNS = ("RA", "DEC", "TYPE", "OBJID", "FLUX_G", "FLUX_R", "FLUX_Z", "FLUX_W1",
                  "NOBS_G", "NOBS_R", "NOBS_Z", "PSFSIZE_R", "PSFDEPTH_R", "EBV")
@@ -53,6 +52,10 @@ class LegacySurveyConfig(DataSourceConfig):
     match_radius: float = Field(default=1.0, gt=0)
     # stamp size of the cutouts, pixels
     stamp: int = Field(default=101, ge=8)
+
+    def stamp_size(self) -> int | None:
+        """The configured stamp: cutouts of another size are excluded by the data stage."""
+        return self.stamp
 
 
 def _read_table(path: str, what: str, needed: tuple[str, ...]) -> Table:
@@ -130,6 +133,9 @@ def negative_counts(n1: int, n2: int, ratio: tuple[int, int], cap: int | None) -
 def legacysurvey_source(config: LegacySurveyConfig, ctx, out_dir: Path) -> None:
     """LRG parent sample from Tractor sweeps with N1 and N2 negative pools."""
     from astropy.table import vstack
+
+    from dhs_data.manifest import write_manifest  # pyarrow: imported when the sample is built
+    from dhs_data.stores import write_store_json
 
     cat = vstack([_read_table(p, "catalogs", SWEEP_COLUMNS) for p in config.catalogs], metadata_conflicts="silent")
     gid = _galaxy_ids(cat)

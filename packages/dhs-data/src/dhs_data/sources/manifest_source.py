@@ -11,16 +11,15 @@ import json
 from pathlib import Path
 from typing import Literal
 
-from dhs_core.errors import UserError
-from dhs_data.manifest import read_manifest, write_manifest
-from dhs_data.sources.base import MANIFEST, DataSourceConfig
-from dhs_data.stores import STORE_JSON, write_store_json
+from dhs_core.errors import DhsError, UserError
+from dhs_data.layout import MANIFEST, STORE_INFO
+from dhs_data.sources.base import DataSourceConfig
 
 
 class ManifestSourceConfig(DataSourceConfig):
     """Options of the ``manifest`` data source."""
 
-    # path of the parquet manifest (DESIGN §5 columns)
+    # path of the parquet manifest (the columns of dhs_data.manifest.SCHEMA)
     path: str
     # directory the manifest's cutout_path values are relative to (default: the manifest's directory,
     # or the root named by a store.json next to it)
@@ -30,11 +29,17 @@ class ManifestSourceConfig(DataSourceConfig):
     # stamp size in pixels, when known (cutouts of another size are excluded as wrong_shape)
     stamp: int | None = None
 
+    def stamp_size(self) -> int | None:
+        """The ``stamp`` option, else the stamp of a store.json next to the manifest, else the
+        side of the manifest's first cutout; None when that cutout cannot be read (the data
+        stage reports unreadable cutouts when it runs)."""
+        return _stamp_size(self)
+
 
 def _detect(manifest_dir: Path, keys: list[str], cfg: ManifestSourceConfig) -> tuple[str, Path, int | None]:
     info = {}
-    if (manifest_dir / STORE_JSON).is_file():
-        info = json.loads((manifest_dir / STORE_JSON).read_text())
+    if (manifest_dir / STORE_INFO).is_file():
+        info = json.loads((manifest_dir / STORE_INFO).read_text())
     fmt = cfg.store if cfg.store != "auto" else info.get("format")
     if fmt is None:
         exts = {Path(k).suffix.lower() for k in keys}
@@ -51,8 +56,39 @@ def _detect(manifest_dir: Path, keys: list[str], cfg: ManifestSourceConfig) -> t
     return fmt, root.resolve(), cfg.stamp or info.get("stamp")
 
 
+def _first_key(path: Path) -> str | None:
+    """The first row's ``cutout_path``, read without loading the whole manifest."""
+    import pyarrow.parquet as pq  # imported on use: validating a spec reads one row
+
+    for batch in pq.ParquetFile(path).iter_batches(batch_size=1, columns=["cutout_path"]):
+        if batch.num_rows:
+            return batch.column(0)[0].as_py()
+    return None
+
+
+def _stamp_size(config: ManifestSourceConfig) -> int | None:
+    from dhs_data.stores import FORMATS
+
+    path = Path(config.path)
+    try:
+        key = _first_key(path)
+        if key is None:
+            return None
+        fmt, root, stamp = _detect(path.parent, [key], config)
+        if stamp is not None:
+            return int(stamp)
+        cutout = FORMATS[fmt](root, None).get(key)
+    except (DhsError, OSError, ValueError, KeyError):
+        # a missing manifest, column or cutout is reported by the data stage when it runs
+        return None
+    return int(min(cutout.shape[-2:]))
+
+
 def manifest_source(config: ManifestSourceConfig, ctx: object, out_dir: Path) -> None:
     """An existing parquet manifest with npz, fits or shard cutouts."""
+    from dhs_data.manifest import read_manifest, write_manifest
+    from dhs_data.stores import write_store_json
+
     path = Path(config.path)
     table = read_manifest(path)
     fmt, root, stamp = _detect(path.parent, table.column("cutout_path").to_pylist(), config)

@@ -20,12 +20,12 @@ import numpy as np
 
 from dhs_core import io
 from dhs_core.errors import UserError
+from dhs_data.layout import STORE_INFO as STORE_JSON
 from dhs_data.stores.base import REASONS, CutoutError, PathEscapeError, check_cutout, cutout_path
 from dhs_data.stores.fits import FitsStore, write_fits
 from dhs_data.stores.npz import NpzStore, write_npz
 from dhs_data.stores.shards import ShardStore, ShardWriter
 
-STORE_JSON = "store.json"
 FORMATS = {"npz": NpzStore, "fits": FitsStore, "shards": ShardStore}
 
 

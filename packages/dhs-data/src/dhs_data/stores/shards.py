@@ -30,9 +30,9 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dhs_core import io
+from dhs_data.layout import SHARD_INDEX as INDEX
 from dhs_data.stores.base import AllocFn, CutoutError, ViewFn, check_cutout
 
-INDEX = "index.parquet"
 #: cutouts per copy in ShardStore.get_many (8 x 101 px x 3 bands x 4 B = 1 MB, about an L2 cache)
 _CHUNK = 8
 
@@ -140,7 +140,7 @@ class ShardStore:
         self.stamp = stamp
         index_path = self.root / INDEX
         if not index_path.is_file():
-            raise CutoutError(str(index_path), "missing", "shard store has no index.parquet")
+            raise CutoutError(str(index_path), "missing", f"shard store has no {INDEX}")
         index = pq.read_table(index_path)
         keys = index.column("key").to_pylist()
         self._shard = index.column("shard").to_numpy()
