@@ -11,6 +11,7 @@ from scipy.optimize import curve_fit
 from scipy.special import gammainc, gammaincinv
 
 from dhs_core import plugins
+from dhs_data.preprocess.annulus import MAD_TO_SIGMA
 from dhs_inject.synthetic import scenes as sc
 from dhs_inject.synthetic.catalog import build_catalog, population_counts
 from dhs_inject.synthetic.config import SyntheticConfig
@@ -74,7 +75,7 @@ def test_empty_sky_noise_matches_psfdepth():
         nea = math.pi * alpha**2 * (2 * BETA - 1) / (BETA - 1) ** 2
         expected = 1.0 / np.sqrt(depth * nea)
         pix = images[:, band].reshape(20, -1)
-        mad = 1.4826 * np.median(np.abs(pix - np.median(pix, 1, keepdims=True)), 1)
+        mad = MAD_TO_SIGMA * np.median(np.abs(pix - np.median(pix, 1, keepdims=True)), 1)
         np.testing.assert_allclose(mad, expected, rtol=0.10)
 
 

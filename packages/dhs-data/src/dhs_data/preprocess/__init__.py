@@ -1,4 +1,4 @@
-"""Preprocessors (contract 2): ``impl(config)`` returns a callable on float32 (3,H,W) or (N,3,H,W)."""
+"""Preprocessors: ``impl(config)`` returns a callable on float32 (3,H,W) or (N,3,H,W)."""
 
 from dhs_data.preprocess.annulus import PRESETS, annulus_mask, annulus_radii, annulus_stats
 from dhs_data.preprocess.annulus_comparison import annulus_comparison
