@@ -132,7 +132,7 @@ def test_pipeline_writes_a_valid_manifest_store_and_truth(tmp_path):
             "data": {"name": "synthetic", "n_hosts": 120, "positive_fraction": 0.2}}
     result = dhs_core.run(spec)
     data = result.run_dir / "data"
-    manifest = read_manifest(data / "manifest.parquet")  # validates against the DESIGN §5 schema
+    manifest = read_manifest(data / "manifest.parquet")  # validates against dhs_data.manifest.SCHEMA
     assert manifest.num_rows == 120
     assert set(manifest.column("split").to_pylist()) <= {"train", "val", "test"}
     assert len(set(manifest.column("healpix_128").to_pylist())) > 20
