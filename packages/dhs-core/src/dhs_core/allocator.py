@@ -12,6 +12,13 @@ allocated up front. This is the same tuning as the ``MALLOC_MMAP_THRESHOLD_`` /
 ``MALLOC_TRIM_THRESHOLD_`` environment variables, applied once from code that knows it is
 about to run a batch loop.
 
+It is an explicit, process-wide option, never a side effect of a library call: the stages that
+run batch loops call it once at their start (dhs-inject's ``selection_function`` stage and its
+``synthetic`` data source), and process-pool workers forked afterwards inherit it. Physics and
+array functions (e.g. ``dhs_inject.engine.simulate_arcs``) leave malloc alone, so using them from
+a notebook or another program changes nothing process-wide; such a program may call
+:func:`retain_freed_memory` itself before its own batch loop.
+
 It is a no-op (returning False) outside glibc Linux, when ``DHS_MALLOC_TUNING=0``, or when the
 user already set either glibc variable (their choice wins).
 """

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from dhs_data.preprocess.annulus import MAD_TO_SIGMA
 from dhs_inject.errors import require
 
 __all__ = ["extract_arc_residuals", "fit_to_size"]
@@ -41,7 +42,7 @@ def extract_arc_residuals(cutouts: np.ndarray, *, filter_size: int = 13, clip_si
     smooth = ndimage.median_filter(cutouts, size=(1, 1, filter_size, filter_size), mode="reflect")
     residual = cutouts - smooth
     med = np.median(residual, axis=(-2, -1), keepdims=True)
-    sigma = 1.4826 * np.median(np.abs(residual - med), axis=(-2, -1), keepdims=True)
+    sigma = MAD_TO_SIGMA * np.median(np.abs(residual - med), axis=(-2, -1), keepdims=True)
     residual = np.where(residual > clip_sigma * sigma, residual, 0.0)
     h, w = cutouts.shape[-2:]
     yy, xx = np.mgrid[0:h, 0:w]

@@ -13,7 +13,6 @@ from typing import Any
 import numpy as np
 import torch
 
-from dhs_core.allocator import retain_freed_memory
 from dhs_inject import noise, psf
 from dhs_inject.errors import require
 from dhs_inject.lensing import phi_q_to_e1e2
@@ -93,7 +92,6 @@ def simulate_arcs(params: dict[str, np.ndarray], *, n_pix: int, pixel_scale: flo
     ``clumps`` (N, K, 4) = (flux fraction, dx, dy, sigma) relative to the source centre.
     """
     validate_parameters(params)
-    retain_freed_memory()  # batch after batch of same-sized arrays: reuse pages (see dhs_core.allocator)
     p = {k: _t(v, dtype) for k, v in params.items() if np.asarray(v).dtype.kind in "fiu"}
     lens = dict(theta_e=p["theta_e"], e1=p["lens_e1"], e2=p["lens_e2"], center_x=p["lens_x"],
                 center_y=p["lens_y"], gamma1=p["gamma1"], gamma2=p["gamma2"])

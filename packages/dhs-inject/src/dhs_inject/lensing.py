@@ -11,7 +11,8 @@ Conventions are lenstronomy's (``LensModel/Profiles/sie.py``, ``nie.py``, ``shea
 The SIE deflection is the closed form of Kormann, Schneider & Bartelmann (1994) / Keeton & Kochanek
 (1998) with zero core: in the major-axis frame, with ``b = theta_e sqrt(q)``, ``f = sqrt(1-q^2)`` and
 ``psi = sqrt(q^2 x^2 + y^2)``, ``alpha_x = b/f atan(f x/psi)``, ``alpha_y = b/f atanh(f y/psi)``.
-As q -> 1 the SIS limit ``theta_e x/|x|`` is reached continuously (f is floored at 1e-4). The Hessian is analytic (lenstronomy differentiates numerically).
+As q -> 1 the SIS limit ``theta_e x/|x|`` is reached continuously (f is floored at :data:`MIN_F`).
+The Hessian is analytic (lenstronomy differentiates numerically).
 
 All public functions take numpy or torch (numpy in -> numpy out); coordinates are batched on the
 first axis and parameters are scalars or (N,) arrays (see :mod:`dhs_inject._arrays`).
@@ -28,6 +29,7 @@ from dhs_inject._arrays import finish, prepare
 from dhs_inject.errors import require
 
 __all__ = [
+    "MIN_F",
     "convergence",
     "e1e2_to_phi_q",
     "hessian",
@@ -37,8 +39,9 @@ __all__ = [
     "sie_deflection",
 ]
 
-# Floor of sqrt(1 - q^2): keeps atan(f u)/f finite at q = 1 (lenstronomy clamps q to 1 - 1e-8).
-_MIN_F = 1e-4
+#: floor of f = sqrt(1 - q^2): keeps atan(f u)/f finite at q = 1 (lenstronomy clamps q to 1 - 1e-8);
+#: every SIE deflection in dhs (also the fused kernel of :mod:`dhs_inject.render`) uses it
+MIN_F = 1e-4
 
 
 def phi_q_to_e1e2(phi: Any, q: Any) -> tuple[Any, Any]:
@@ -94,7 +97,7 @@ def _sie_frame(x, y, theta_e, e1, e2, center_x, center_y):
     psi = torch.sqrt(q * q * xr * xr + yr * yr).clamp_min(tiny)
     b = theta_e * torch.sqrt(q)
     # f -> 0 is the SIS limit; the floor changes the deflection by ~f^2/3 ~ 3e-9 relative
-    f = torch.sqrt((1 - q) * (1 + q)).clamp_min(_MIN_F)
+    f = torch.sqrt((1 - q) * (1 + q)).clamp_min(MIN_F)
     return q, cos_p, sin_p, xr, yr, psi, b, f
 
 

@@ -15,11 +15,14 @@ import torch
 
 from dhs_inject.errors import InjectionParameterError, require
 
-__all__ = ["DEFAULT_BAND_SCALE", "band_fwhm", "convolve", "gaussian_kernel", "kernel_from_file",
+__all__ = ["DEFAULT_BAND_SCALE", "MOFFAT_GRID_FWHM", "band_fwhm", "convolve", "gaussian_kernel", "kernel_from_file",
            "moffat_kernel", "normalise_kernel"]
 
 DEFAULT_BAND_SCALE = (1.05, 1.00, 0.94)
 FWHM_PER_SIGMA = 2 * math.sqrt(2 * math.log(2))
+#: arcsec; Moffat kernels of every FWHM up to this share one grid (see :func:`moffat_kernel`); it is
+#: the top of the synthetic survey's FWHM table, so its tabulated kernels are exactly these
+MOFFAT_GRID_FWHM = 2.3
 
 
 def band_fwhm(psfsize_r: torch.Tensor, band_scale=DEFAULT_BAND_SCALE) -> torch.Tensor:
@@ -61,13 +64,19 @@ def gaussian_kernel(fwhm: torch.Tensor, pixel_scale: float, truncate: float = 5.
 def moffat_kernel(fwhm: torch.Tensor, pixel_scale: float, beta: float = 3.5, size_fwhm: float = 4.0):
     """Moffat ``(1 + (r/alpha)^2)^-beta`` kernels, alpha = FWHM / (2 sqrt(2^(1/beta) - 1)).
 
-    The kernel extends to ``size_fwhm`` times the widest FWHM (Moffat wings are heavy; the
-    truncated remainder is renormalised away).
+    The one Moffat PSF of dhs: the injection engine (``psf = "moffat"``) and the synthetic survey
+    (which tabulates it per FWHM, :mod:`dhs_inject.synthetic.optics`) both sample it here. The
+    kernel grid extends to ``size_fwhm`` times ``max(MOFFAT_GRID_FWHM, widest FWHM)`` (Moffat wings
+    are heavy; the truncated remainder, < 0.12 % of the flux for beta = 3.5 beyond 4 FWHM, is
+    renormalised away). A grid fixed for every FWHM up to ``MOFFAT_GRID_FWHM``, rather than sized
+    by the widest FWHM of the batch, makes a kernel, and so an injection, independent of the other
+    FWHMs it is batched with.
     """
     require(beta > 1, f"Moffat beta must be > 1 for a normalisable profile; got {beta}")
     require(bool((fwhm > 0).all()), "PSF FWHM must be > 0 arcsec")
     alpha = fwhm / (2 * math.sqrt(2 ** (1 / beta) - 1)) / pixel_scale
-    radius = max(1, int(math.ceil(size_fwhm * float(fwhm.max()) / pixel_scale)))
+    widest = max(MOFFAT_GRID_FWHM, float(fwhm.max()))
+    radius = max(1, int(math.ceil(size_fwhm * widest / pixel_scale)))
     d = _offsets(radius, fwhm.dtype, fwhm.device)
     r2 = d[:, None] ** 2 + d[None, :] ** 2
     return normalise_kernel((1 + r2 / (alpha**2)[..., None, None]) ** (-beta))

@@ -17,8 +17,8 @@ from typing import Callable
 
 import torch
 
-from dhs_inject.lensing import ray_shoot
-from dhs_inject.sources import clump_surface_brightness, sersic_b_n
+from dhs_inject.lensing import MIN_F, ray_shoot
+from dhs_inject.sources import MIN_ELLIPSE_NORM, clump_surface_brightness, sersic_b_n
 
 __all__ = ["fast_kernel_failure", "lensed_unit_image", "sersic_unit_image", "subpixel_grid"]
 
@@ -66,7 +66,7 @@ def _lens_coefficients(lens: dict[str, torch.Tensor]) -> list[torch.Tensor]:
     c = torch.sqrt(e1 * e1 + e2 * e2)
     q = (1 - c) / (1 + c)
     phi = torch.atan2(e2, e1) / 2
-    f = torch.sqrt((1 - q) * (1 + q)).clamp_min(1e-4)
+    f = torch.sqrt((1 - q) * (1 + q)).clamp_min(MIN_F)  # the SIS limit, as in dhs_inject.lensing
     b_over_f = lens["theta_e"] * torch.sqrt(q) / f
     return [torch.cos(phi), torch.sin(phi), q * q, f, b_over_f, lens["center_x"], lens["center_y"],
             lens["gamma1"], lens["gamma2"]]
@@ -76,7 +76,7 @@ def _source_coefficients(src: dict[str, torch.Tensor], area: float = 1.0) -> lis
     """Per-source constants of the Sersic profile: elliptical metric / R_e, b_n, 1/(2n), amplitude
     (times ``area``: the pixel area turns surface brightness into flux per pixel)."""
     e1, e2, r_e, n = src["e1"], src["e2"], src["r_e"], src["n"]
-    norm = torch.sqrt((1 - e1 * e1 - e2 * e2).clamp_min(1e-6)) * r_e
+    norm = torch.sqrt((1 - e1 * e1 - e2 * e2).clamp_min(MIN_ELLIPSE_NORM)) * r_e
     b = src["b_n"] if "b_n" in src else sersic_b_n(n)
     log_norm = (math.log(2 * math.pi) + torch.log(n) + 2 * torch.log(r_e) + b - 2 * n * torch.log(b)
                 + torch.lgamma(2 * n))
@@ -192,7 +192,8 @@ def sersic_unit_image(lens: dict[str, torch.Tensor], src: dict[str, torch.Tensor
     """(N, H, W) lensed Sersic (+ clumps) image, flux per pixel, for a unit-flux source.
 
     ``src`` holds (N,) tensors flux (flux fraction of the smooth Sersic, 1 without clumps), r_e,
-    n, e1, e2, center_x, center_y, and optionally b_n (default: the exact half-light value); ``clumps`` (N, K, 4) absolute (flux, x, y, sigma).
+    n, e1, e2, center_x, center_y, and optionally b_n (default: the exact half-light value,
+    :func:`dhs_inject.sources.sersic_b_n`); ``clumps`` (N, K, 4) absolute (flux, x, y, sigma).
     ``compile=True`` runs the same function through ``torch.compile`` (the first call in a process
     compiles; if compilation is impossible the eager path is used, see :func:`fast_kernel_failure`).
     """

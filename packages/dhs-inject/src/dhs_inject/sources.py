@@ -6,9 +6,9 @@ Units: surface brightness in nanomaggies per arcsec^2, positions in arcsec, flux
 Sersic convention (as lenstronomy's ``SERSIC_ELLIPSE``): ``I(R) = I_e exp(-b_n [(R/R_e)^(1/n) - 1])``
 with the product-averaged elliptical radius ``R^2 = q x'^2 + y'^2 / q`` in the major-axis frame, so
 ``R_e`` is the circularised half-light radius and the total flux is ``2 pi n R_e^2 I_e e^b b^-2n
-Gamma(2n)`` independent of q. ``b_n`` defaults to the half-light value (Ciotti & Bertin 1999
-asymptotic series, < 1e-6 relative error for n >= 0.5); lenstronomy instead uses the linear fit
-``1.9992 n - 0.3271``, which can be passed as ``b_n`` to reproduce it.
+Gamma(2n)`` independent of q. ``b_n`` defaults to the exact half-light value
+(:func:`sersic_b_n`, the same function the synthetic survey's host galaxies use); lenstronomy
+instead uses the linear fit ``1.9992 n - 0.3271``, which can be passed as ``b_n`` to reproduce it.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from scipy.special import gammaincinv
 
 from dhs_inject._arrays import finish, prepare
 from dhs_inject.errors import require
@@ -27,12 +28,22 @@ __all__ = ["BANDS", "clump_surface_brightness", "mag_to_nanomaggies", "band_flux
 
 BANDS = ("g", "r", "z")
 AB_ZERO_POINT = 22.5
+#: floor of 1 - e1^2 - e2^2 = 4q / (1 + q)^2 in the Sersic metric, reached only as q -> 0; shared
+#: with the fused kernel of :mod:`dhs_inject.render`
+MIN_ELLIPSE_NORM = 1e-6
 
 
-def sersic_b_n(n: torch.Tensor) -> torch.Tensor:
-    """b_n such that R_e encloses half the light (Ciotti & Bertin 1999, eq. 18)."""
-    return (2 * n - 1.0 / 3 + 4 / (405 * n) + 46 / (25515 * n**2) + 131 / (1148175 * n**3)
-            - 2194697 / (30690717750 * n**4))
+def sersic_b_n(n: Any) -> Any:
+    """Sersic b_n such that R_e encloses half the light: ``gammainc(2n, b_n) = 1/2``, exactly.
+
+    Solved in float64 with the inverse regularised incomplete gamma function for numpy arrays
+    (float64 result) or torch tensors (result in the tensor's dtype and device). No gradient flows
+    through it: b_n is a per-source constant computed before any rendering kernel.
+    """
+    if isinstance(n, torch.Tensor):
+        b = gammaincinv(2.0 * n.detach().to("cpu", torch.float64).numpy(), 0.5)
+        return torch.as_tensor(b, dtype=n.dtype, device=n.device)
+    return gammaincinv(2.0 * np.asarray(n, dtype=np.float64), 0.5)
 
 
 def mag_to_nanomaggies(mag: Any) -> Any:
@@ -64,7 +75,7 @@ def sersic_unchecked(x, y, flux, r_e, n, e1, e2, cx, cy, b_n=None):
     """Sersic surface brightness on batched tensors without validation (fused/compiled kernels)."""
     b = sersic_b_n(n) if b_n is None else b_n
     dx, dy = x - cx, y - cy
-    norm = torch.sqrt((1 - e1 * e1 - e2 * e2).clamp_min(1e-6))
+    norm = torch.sqrt((1 - e1 * e1 - e2 * e2).clamp_min(MIN_ELLIPSE_NORM))
     # lenstronomy's transform_e1e2_product_average: rotation + sqrt(q) stretch in one linear map
     xs = ((1 - e1) * dx - e2 * dy) / norm
     ys = (-e2 * dx + (1 + e1) * dy) / norm

@@ -25,6 +25,7 @@ from pathlib import Path
 
 import numpy as np
 
+from dhs_data.preprocess.annulus import MAD_TO_SIGMA
 from dhs_inject.errors import InjectionParameterError
 
 __all__ = ["HDF_PIXEL_SCALE", "StampLibrary", "half_light_radius_pix", "hdf_stamps", "load_fits_stamps"]
@@ -111,7 +112,7 @@ def hdf_stamps(min_area: int = 40, min_snr: float = 20.0, max_size: int = 95) ->
     rgb = data.hubble_deep_field().astype(np.float64)
     gray = rgb.mean(axis=-1)
     background = np.median(gray)
-    sigma = 1.4826 * np.median(np.abs(gray - background))
+    sigma = MAD_TO_SIGMA * np.median(np.abs(gray - background))
     labels = measure.label(filters.gaussian(gray, 1.0) > background + 3 * sigma)
     props = measure.regionprops(labels, intensity_image=gray - background)
     significant = np.zeros(labels.max() + 1, bool)

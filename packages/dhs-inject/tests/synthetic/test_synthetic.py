@@ -11,6 +11,7 @@ from scipy.optimize import curve_fit
 from scipy.special import gammainc, gammaincinv
 
 from dhs_core import plugins
+from dhs_data.preprocess.annulus import MAD_TO_SIGMA
 from dhs_inject.synthetic import scenes as sc
 from dhs_inject.synthetic.catalog import build_catalog, population_counts
 from dhs_inject.synthetic.config import SyntheticConfig
@@ -74,7 +75,7 @@ def test_empty_sky_noise_matches_psfdepth():
         nea = math.pi * alpha**2 * (2 * BETA - 1) / (BETA - 1) ** 2
         expected = 1.0 / np.sqrt(depth * nea)
         pix = images[:, band].reshape(20, -1)
-        mad = 1.4826 * np.median(np.abs(pix - np.median(pix, 1, keepdims=True)), 1)
+        mad = MAD_TO_SIGMA * np.median(np.abs(pix - np.median(pix, 1, keepdims=True)), 1)
         np.testing.assert_allclose(mad, expected, rtol=0.10)
 
 
@@ -131,7 +132,7 @@ def test_pipeline_writes_a_valid_manifest_store_and_truth(tmp_path):
             "data": {"name": "synthetic", "n_hosts": 120, "positive_fraction": 0.2}}
     result = dhs_core.run(spec)
     data = result.run_dir / "data"
-    manifest = read_manifest(data / "manifest.parquet")  # validates against the DESIGN §5 schema
+    manifest = read_manifest(data / "manifest.parquet")  # validates against dhs_data.manifest.SCHEMA
     assert manifest.num_rows == 120
     assert set(manifest.column("split").to_pylist()) <= {"train", "val", "test"}
     assert len(set(manifest.column("healpix_128").to_pylist())) > 20

@@ -21,6 +21,10 @@ PRESETS: dict[str, tuple[float, float]] = {"stamp64": (20.0, 32.0), "stamp101": 
 OUTER_FRACTIONS: dict[str, float] = {"outer_20pct": 0.2}
 #: an inner radius below this fraction of the stamp sits inside typical host-galaxy light
 HOST_LIGHT_FRACTION = 0.2
+#: median absolute deviation -> Gaussian sigma: 1 / Phi^-1(3/4) = 1.482602..., rounded to the four
+#: decimals the training data have always been normalised with (raw_robust); every robust noise
+#: estimate in dhs uses this one value, so a MAD means the same sigma everywhere
+MAD_TO_SIGMA = 1.4826
 
 
 def annulus_radii(annulus: tuple[float, float] | str | None, shape: tuple[int, int], *,

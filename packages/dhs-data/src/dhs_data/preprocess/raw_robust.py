@@ -1,7 +1,8 @@
 """``raw_robust``: per-band robust standardisation against the sky annulus.
 
-``(x - median) / (1.4826 * MAD + eps)`` with median and MAD taken in an annulus around the
-galaxy, clipped to ±clip. 1.4826·MAD is the Gaussian-consistent sigma, so sky noise becomes
+``(x - median) / (MAD_TO_SIGMA * MAD + eps)`` with median and MAD taken in an annulus around the
+galaxy, clipped to ±clip. 1.4826·MAD (:data:`dhs_data.preprocess.annulus.MAD_TO_SIGMA`) is the
+Gaussian-consistent sigma, so sky noise becomes
 unit variance while the arcs keep their contrast; the clip stops bright stars dominating.
 """
 
@@ -13,9 +14,7 @@ import numpy as np
 from pydantic import Field
 
 from dhs_core import ComponentConfig
-from dhs_data.preprocess.annulus import annulus_radii, annulus_stats
-
-MAD_TO_SIGMA = 1.4826
+from dhs_data.preprocess.annulus import MAD_TO_SIGMA, annulus_radii, annulus_stats
 
 
 def raw_robust(cutout: np.ndarray, *, annulus: tuple[float, float] | str = (20, 32), clip: float = 10.0,
@@ -45,7 +44,7 @@ class RawRobustConfig(ComponentConfig):
 
 
 def build_raw_robust(config: RawRobustConfig) -> Callable[[np.ndarray], np.ndarray]:
-    """Per-band (x - median) / (1.4826 MAD) from a sky annulus, clipped."""
+    """Per-band (x - median) / (MAD_TO_SIGMA x MAD) from a sky annulus, clipped."""
 
     def apply(cutout: np.ndarray) -> np.ndarray:
         return raw_robust(cutout, annulus=config.annulus, clip=config.clip,

@@ -27,10 +27,11 @@ class InjectorConfig(ComponentConfig):
     arc_poisson_gain: float | None = None  # electrons per nanomaggy; None = no arc Poisson noise
     max_retries: int = Field(5, ge=0)  # new hosts tried after a failed injection
     dtype: Literal["float32", "float64"] = "float32"  # working precision
-    # render Sersic (+ clump) sources with the fused torch.compile'd kernel (pixel-stamp sources
-    # always use the generic path); compiled once per process; if
-    # compilation is impossible here, a warning gives the reason and the eager path is used);
-    # False = always the eager path (same maths; no compile time; ~3.5x slower per model1 injection)
+    # Sersic (+ clump) sources always go through the fused ray-shooting kernel of dhs_inject.render;
+    # True runs it compiled by torch.compile (compiled on first use in a process; if that fails, a
+    # warning gives the reason once and it runs eagerly), False runs it eagerly (same maths, no
+    # compile time, several times slower per injection). Pixel-stamp sources (model3) are
+    # rendered by the generic path whatever this says.
     fast_kernel: bool = True
 
 

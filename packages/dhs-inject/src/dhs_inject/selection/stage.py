@@ -19,6 +19,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from dhs_core import Section, Stage, StageContext
+from dhs_core.allocator import retain_freed_memory
 from dhs_core.errors import UserError
 from dhs_core.io import atomic_path, sha256_file, write_json
 from dhs_inject.__about__ import __version__
@@ -86,6 +87,7 @@ class SelectionFunctionStage(Stage):
         from dhs_data.manifest import read_manifest
 
         cfg: SelectionFunctionConfig = ctx.spec.selection_function
+        retain_freed_memory()  # injection batches reuse freed heap pages (dhs_core.allocator)
         data_dir, checkpoint = ctx.run_dir / "data", ctx.path("train/best.pt")
         preprocess = _dump(getattr(ctx.spec, "preprocess", None))
         ckpt = read_checkpoint(checkpoint)

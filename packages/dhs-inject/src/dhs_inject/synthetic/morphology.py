@@ -17,7 +17,9 @@ from __future__ import annotations
 from functools import lru_cache
 
 import numpy as np
-from scipy.special import gamma, gammaincc, gammaincinv
+from scipy.special import gamma, gammaincc
+
+from dhs_inject.sources import sersic_b_n
 
 #: DR10 pixel scale, arcsec per pixel
 PIXEL_SCALE = 0.262
@@ -37,11 +39,6 @@ def stamp_grid(size: int) -> tuple[np.ndarray, np.ndarray]:
     return offs[None, :].repeat(size, 0), offs[:, None].repeat(size, 1)
 
 
-def sersic_b(n: np.ndarray) -> np.ndarray:
-    """Sersic b_n: half the light lies inside R_e (exact, via the inverse incomplete gamma)."""
-    return gammaincinv(2.0 * np.asarray(n, dtype=np.float64), 0.5)
-
-
 def _sersic_total(n: np.ndarray, b: np.ndarray) -> np.ndarray:
     """Analytic total of exp(-b((r/Re)^(1/n) - 1)) over the plane, per unit Re^2 and axis ratio."""
     return 2.0 * np.pi * n * np.exp(b) * gamma(2.0 * n) / b ** (2.0 * n)
@@ -52,7 +49,7 @@ def _sampling_bias() -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Table of (sum of softened pixel-centre samples) / (analytic total), over n and Re in pixels."""
     table = np.empty((_BIAS_N.size, _BIAS_RE_PX.size))
     for i, n in enumerate(_BIAS_N):
-        b = float(sersic_b(n))
+        b = float(sersic_b_n(n))
         for j, re_px in enumerate(_BIAS_RE_PX):
             # pixels inside r_cut are summed; the light beyond it is smooth on the pixel scale
             # and is added analytically (upper incomplete gamma)
@@ -98,7 +95,7 @@ def sersic(x, y, *, r_e, n, q, phi, center_x, center_y) -> np.ndarray:
     """Unit-flux elliptical Sersic templates; ``r_e`` is the circularised half-light radius (arcsec)."""
     n = np.asarray(n, dtype=np.float64)
     r_e = np.asarray(r_e, dtype=np.float64)
-    b = sersic_b(n)
+    b = sersic_b_n(n)
     # In the area-preserving stretched frame of the ellipse the pixel pitch is 1/sqrt(q) along the
     # minor axis; softening and the bias table are both expressed in that coarsest pitch.
     q = np.asarray(q, dtype=np.float64)

@@ -1,6 +1,7 @@
 """Tabulated Moffat optical transfer functions for fast batched PSF convolution of whole stamps.
 
-Kernels come from :func:`dhs_inject.psf.moffat_kernel` on a fine FWHM grid; each is placed with
+Kernels come from :func:`dhs_inject.psf.moffat_kernel` (the PSF the injection engine uses with
+``psf = "moffat"``) on a fine FWHM grid (:func:`moffat_table`); each is placed with
 its centre at pixel (0, 0) of a zero-padded ``P x P`` grid and Fourier transformed once. A stamp
 then costs one forward and one inverse real FFT with the nearest tabulated kernel (FWHM step
 0.005", i.e. < 0.3% error in FWHM). The pad (>= 32 px) keeps the
@@ -15,31 +16,38 @@ import numpy as np
 import scipy.fft as sfft
 import torch
 
-from dhs_inject.noise import sky_sigma_from_psfdepth
-from dhs_inject.psf import moffat_kernel
+from dhs_inject.noise import psf_noise_scale, sky_sigma_for_depth
+from dhs_inject.psf import MOFFAT_GRID_FWHM, moffat_kernel
 from dhs_inject.synthetic.morphology import PIXEL_SCALE
 
-FWHM_MIN, FWHM_MAX, FWHM_STEP = 0.6, 2.3, 0.005
+# the table's widest FWHM is the one up to which every Moffat kernel shares a grid, so a tabulated
+# kernel equals the injection engine's kernel of the same FWHM
+FWHM_MIN, FWHM_MAX, FWHM_STEP = 0.6, MOFFAT_GRID_FWHM, 0.005
 
 
 def padded_size(stamp: int) -> int:
     return sfft.next_fast_len(stamp + 32, real=True)
 
 
+def moffat_table(beta: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """(n_fwhm,) tabulated FWHMs in arcsec and their (n_fwhm, K, K) float64 unit-sum Moffat kernels."""
+    fwhm = torch.arange(FWHM_MIN, FWHM_MAX + FWHM_STEP / 2, FWHM_STEP, dtype=torch.float64)
+    return fwhm, moffat_kernel(fwhm, PIXEL_SCALE, beta=beta)
+
+
 @lru_cache(maxsize=4)
 def otf_table(stamp: int, beta: float) -> tuple[np.ndarray, np.ndarray]:
     """(n_fwhm, P, P//2+1) complex64 OTFs and (n_fwhm,) per-pixel sky sigma for unit psfdepth."""
     size = padded_size(stamp)
-    fwhm = torch.arange(FWHM_MIN, FWHM_MAX + FWHM_STEP / 2, FWHM_STEP, dtype=torch.float64)
-    kernels = moffat_kernel(fwhm, PIXEL_SCALE, beta=beta)
+    fwhm, kernels = moffat_table(beta)
     k = kernels.shape[-1]
     if k > size:  # the widest kernel must fit in the padded grid; crop symmetric wings otherwise
         cut = (k - size) // 2 + 1
         kernels = kernels[:, cut:-cut, cut:-cut]
         kernels = kernels / kernels.sum(dim=(-2, -1), keepdim=True)
         k = kernels.shape[-1]
-    # sigma_pix = sqrt(sum P^2 / psfdepth): psfdepth is the inverse variance of a PSF-fit flux
-    unit_sigma = sky_sigma_from_psfdepth(torch.ones(fwhm.shape, dtype=torch.float64), kernels).numpy()
+    # sigma_pix = sqrt(sum P^2) / sqrt(psfdepth): psfdepth is the inverse variance of a PSF-fit flux
+    unit_sigma = psf_noise_scale(kernels).numpy()
     grid = np.zeros((fwhm.numel(), size, size))
     grid[:, :k, :k] = kernels.numpy()
     grid = np.roll(grid, (-(k // 2), -(k // 2)), axis=(1, 2))
@@ -79,6 +87,9 @@ def convolve_stamps(intrinsic: np.ndarray, fwhm: np.ndarray, beta: float,
 
 
 def sky_sigma(fwhm: np.ndarray, psfdepth: np.ndarray, stamp: int, beta: float) -> np.ndarray:
-    """(N, B) per-pixel sky noise sigma (nanomaggies) for PSF FWHMs and inverse-variance depths."""
+    """(N, B) per-pixel sky noise sigma (nanomaggies) for PSF FWHMs and inverse-variance depths.
+
+    :func:`dhs_inject.noise.sky_sigma_from_psfdepth` of the tabulated kernel nearest in FWHM.
+    """
     _, unit_sigma = otf_table(stamp, float(beta))
-    return nearest(fwhm, unit_sigma) / np.sqrt(psfdepth)
+    return sky_sigma_for_depth(nearest(fwhm, unit_sigma), psfdepth)

@@ -3,7 +3,8 @@
 Follows the dhs-data data-source protocol (``impl(config, ctx, out_dir)``). Chunks of catalog
 rows are rendered by ``ctx.executor.map`` a few at a time and streamed into the store, so memory
 stays bounded by a handful of chunks whatever ``n_hosts`` is. The manifest carries only what a
-real survey would (DESIGN.md §5); what only a simulation knows (is_lens, theta_E, source
+real survey would (:data:`dhs_data.manifest.SCHEMA`), so a model trained on it
+sees nothing a survey cutout lacks; what only a simulation knows (is_lens, theta_E, source
 magnitude, arc SNR, ...) goes to ``truth.parquet``.
 """
 
@@ -18,6 +19,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dhs_core import io
+from dhs_core.allocator import retain_freed_memory
 from dhs_data.manifest import write_manifest
 from dhs_data.sources.base import MANIFEST, TRUTH
 from dhs_data.stores import ShardWriter, write_npz, write_store_json
@@ -48,7 +50,7 @@ def galaxy_ids(rows: np.ndarray) -> list[str]:
 
 
 def manifest_table(cat: dict[str, np.ndarray]) -> pa.Table:
-    """The DESIGN §5 manifest of a catalog (split and healpix_128 are left to the data stage)."""
+    """The survey manifest of a catalog (split and healpix_128 are left to the data stage)."""
     ids = galaxy_ids(cat["row"])
     lab = sc.manifest_labels(cat["scene"])
     n = len(ids)
@@ -90,6 +92,9 @@ def synthetic_source(config: SyntheticConfig, ctx: Any, out_dir: Path) -> None:
 
 def generate(config: SyntheticConfig, seed: int, out_dir: Path, *, executor=None, progress=None, log=None) -> None:
     """Write the survey for ``seed`` into ``out_dir``; without an executor, chunks render in-process."""
+    # chunk after chunk of same-sized arrays: keep freed heap pages for reuse (process-wide, see
+    # dhs_core.allocator; forked workers inherit it)
+    retain_freed_memory()
     out_dir.mkdir(parents=True, exist_ok=True)
     cat = build_catalog(config, seed)
     n = cat["scene"].size
