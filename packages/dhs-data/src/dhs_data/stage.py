@@ -18,6 +18,7 @@ import pyarrow.parquet as pq
 
 from dhs_core import Section, Slot, Stage, StageContext, io, plugins
 from dhs_core.errors import StageError, UserError
+from dhs_data.layout import ARTIFACTS
 from dhs_data.leakage import check_paired_controls
 from dhs_data.manifest import read_manifest, write_manifest
 from dhs_data.report import counts, verify_splits
@@ -83,6 +84,12 @@ class DataStage(Stage):
     }
     trigger = "data"
     produces = ("data/manifest.parquet", "data/data_report.json")
+    artifacts = ARTIFACTS
+
+    def card_section(self, run_dir: Path) -> str:
+        from dhs_data.card import section
+
+        return section(run_dir)
 
     def run(self, ctx: StageContext) -> dict[str, float]:
         cfg = ctx.spec.data
