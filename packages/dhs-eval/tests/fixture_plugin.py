@@ -1,6 +1,7 @@
 """A tiny stand-in for the data, train and selection-function stages, so that dhs-eval's stages run
 end to end without the other packages. Each fixture stage writes the artifact its real counterpart
-would (same paths and columns) from a seeded random generator."""
+would (same paths and columns) from a seeded random generator, and contributes a short section to
+MODEL_CARD.md, as any third-party stage would."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ import pyarrow.parquet as pq
 from pydantic import BaseModel, ConfigDict
 
 from dhs_core import Section, Stage, hookimpl, plugins
+from dhs_core.cards import read_jsonl
 
 PLUGIN_NAME = "dhs-eval-test-fixture"
 
@@ -80,6 +82,10 @@ class FixtureDataStage(Stage):
         pq.write_table(manifest, ctx.path("data/manifest.parquet"))
         ctx.path("data/data_report.json").write_text(json.dumps({"n_rows": cfg.n, "n_excluded": 0}))
 
+    def card_section(self, run_dir):
+        n = pq.read_metadata(run_dir / "data/manifest.parquet").num_rows
+        return f"## Data (fixture)\n\n- Cutouts in the manifest: {n:,}"
+
 
 class FixtureTrainStage(Stage):
     name = "fixture_train"
@@ -97,6 +103,10 @@ class FixtureTrainStage(Stage):
         rows = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e, "val_auc": 0.8 + 0.02 * e, "best": True}
                 for e in range(1, cfg.epochs + 1)]
         (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+
+    def card_section(self, run_dir):
+        rows = read_jsonl(run_dir / "train/metrics.jsonl")
+        return f"## Training run (fixture)\n\n- Epochs: {len(rows)}"
 
 
 class FixtureSelectionStage(Stage):
@@ -116,6 +126,12 @@ class FixtureSelectionStage(Stage):
         pq.write_table(pa.table({"theta_e": theta_e.ravel(), "psfsize_r": psf.ravel(), "psfdepth_r": depth.ravel(),
                                  "n_detected": rng.binomial(n_ok, p).ravel(), "n_ok": n_ok.ravel()}),
                        out / "cells.parquet")
+
+    def card_section(self, run_dir):
+        from dhs_eval import selection
+
+        total = selection.summary(pq.read_table(run_dir / "selection_function/cells.parquet"))
+        return f"## Selection function (fixture)\n\n- Detected: {total['n_detected']:,}/{total['n_ok']:,}"
 
 
 class FixturePlugin:

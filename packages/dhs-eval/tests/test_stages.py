@@ -10,9 +10,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from fixture_plugin import fixture_stages, make_manifest, make_scores
+from pydantic import BaseModel, ConfigDict
 from sklearn.metrics import roc_auc_score
 
 import dhs_core
+from dhs_core import Section, Stage, hookimpl, plugins
 from dhs_core.errors import UserError
 from dhs_eval.predictions import build_predictions
 
@@ -58,12 +60,22 @@ def test_evaluate_and_report_end_to_end(tmp_path):
         for png in ("classification_roc.png", "classification_calibration_test.png", "classification_calibration_val.png"):
             assert (run / "evaluate" / png).stat().st_size > 1000
         card = (run / "MODEL_CARD.md").read_text()
-        for heading in ("## Identification", "## Architecture and hyperparameters", "## Data", "## Training run",
-                        "## Validation metrics", "## Evaluation metrics", "## Selection function", "## Artifacts",
-                        "## Steps to reproduce"):
-            assert heading in card
+        # run-level parts, then every enabled stage's own section in pipeline order, then artifacts
+        section_of = {"fixture_data": "## Data (fixture)", "fixture_train": "## Training run (fixture)",
+                      "evaluate": "## Evaluation metrics", "fixture_selection": "## Selection function (fixture)"}
+        order = [section_of[name] for name in result.stages if name in section_of]  # the order stages ran in
+        assert len(order) == 4
+        headings = ("## Identification", *order, "## Artifacts", "## Steps to reproduce")
+        positions = [card.index(h) for h in headings]
+        assert positions == sorted(positions)
         assert f"ROC AUC: {test['auc']:.4f}" in card
         assert "FPR edge_on_proxy @0.5 = " in card and "Epochs: 3" in card
+        assert "![classification_roc.png](evaluate/classification_roc.png)" in card
+        cells = pq.read_table(run / "selection_function" / "cells.parquet").to_pydict()
+        assert f"Detected: {sum(cells['n_detected']):,}/{sum(cells['n_ok']):,}" in card
+        for listed in ("| data/manifest.parquet |", "| train/scores.parquet |", "| evaluate/metrics.json |",
+                       "| selection_function/cells.parquet |", "| report/training_curves.png |"):
+            assert listed in card
         assert (run / "report" / "training_curves.png").is_file()
         assert (run / "report" / "completeness_theta_e_psfsize_r.png").is_file()
         assert (run / "report" / "completeness_theta_e_psfdepth_r.png").is_file()
@@ -72,15 +84,66 @@ def test_evaluate_and_report_end_to_end(tmp_path):
         assert again.stages["evaluate"] == "skipped" and again.stages["report"] == "skipped"
 
 
-def test_report_says_not_run_for_absent_stages(tmp_path):
+def test_report_shows_the_sections_of_enabled_stages_only(tmp_path):
     with fixture_stages():
         result = dhs_core.run(_spec(tmp_path, fixture_data={"n": 200}))
         card = (result.run_dir / "MODEL_CARD.md").read_text()
     assert "evaluate" not in result.stages
-    assert "## Training run\n\nNot run (no train/metrics.jsonl)." in card
-    assert "## Evaluation metrics\n\nNot run (no evaluate/metrics.json)." in card
-    assert "## Selection function\n\nNot run" in card
-    assert "| all |" in card  # data counts are filled from the manifest
+    assert "## Data (fixture)\n\n- Cutouts in the manifest: 200" in card
+    for absent in ("## Training run", "## Evaluation metrics", "## Selection function", "| train/", "| evaluate/"):
+        assert absent not in card
+    # a run without figures: the report directory is listed as not run
+    assert "| report/ | Not run | |" in card
+
+
+def test_an_enabled_stage_without_its_artifact_says_not_run(tmp_path):
+    from dhs_eval.card import section
+
+    assert section(tmp_path) == "## Evaluation metrics\n\nNot run (no evaluate/metrics.json)."
+
+
+class ThirdPartySection(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    # the number the stage writes
+    value: int = 3
+
+
+class ThirdPartyStage(Stage):
+    """A stage from a package dhs-eval knows nothing about."""
+
+    name = "lensing_census"
+    sections = {"lensing_census": Section(ThirdPartySection)}
+    trigger = "lensing_census"
+    needs = ("data/manifest.parquet",)
+    produces = ("lensing_census/census.json",)
+
+    def run(self, ctx):
+        rows = pq.read_metadata(ctx.path("data/manifest.parquet")).num_rows
+        (ctx.stage_dir / "census.json").write_text(json.dumps({"rows": rows, "value": ctx.spec.lensing_census.value}))
+
+    def card_section(self, run_dir):
+        census = json.loads((run_dir / "lensing_census" / "census.json").read_text())
+        return f"## Lensing census\n\n- {census['rows']:,} rows counted, value {census['value']}"
+
+
+class ThirdPartyPlugin:
+    @hookimpl
+    def register_stages(self, register):
+        register("lensing_census", ThirdPartyStage())
+
+
+def test_a_third_party_stage_section_appears_in_the_model_card(tmp_path):
+    plugins.register_plugin(ThirdPartyPlugin(), name="lensing-census-test", distribution="lensing-census")
+    try:
+        with fixture_stages():
+            result = dhs_core.run(_spec(tmp_path, fixture_data={"n": 150}, lensing_census={"value": 11}))
+    finally:
+        plugins.unregister_plugin("lensing-census-test")
+    assert result.stages["lensing_census"] == "ran" and result.stages["report"] == "ran"
+    card = (result.run_dir / "MODEL_CARD.md").read_text()
+    assert "## Lensing census\n\n- 150 rows counted, value 11" in card
+    assert card.index("## Data (fixture)") < card.index("## Lensing census") < card.index("## Artifacts")
+    assert "| lensing_census/census.json |" in card
 
 
 def test_predictions_refuse_scores_missing_from_the_manifest():

@@ -53,13 +53,15 @@ def test_binned_strata_partition_the_cutouts():
 
 def test_completeness_is_the_jeffreys_posterior():
     k, n = np.array([0, 7, 200, 0]), np.array([200, 200, 200, 0])
-    out = selection.completeness(k, n)
+    out = selection.completeness_posterior(k, n)
     for i in range(3):
         dist = stats.beta(k[i] + 0.5, n[i] - k[i] + 0.5)
-        assert out["completeness_median"][i] == pytest.approx(dist.median())
+        assert out["completeness"][i] == pytest.approx(dist.median())
         assert (out["completeness_low_95"][i], out["completeness_high_95"][i]) == pytest.approx(dist.interval(0.95))
         assert (out["completeness_low_68"][i], out["completeness_high_68"][i]) == pytest.approx(dist.interval(0.68))
-    assert np.isnan(out["completeness_median"][3]) and np.isnan(out["completeness"][3])
+    raw = selection.fraction_detected(k, n)
+    np.testing.assert_array_equal(raw[:3], k[:3] / n[:3])
+    assert np.isnan(out["completeness"][3]) and np.isnan(raw[3])
 
 
 def test_threshold_from_target_fpr_uses_only_valid_negatives():
@@ -92,6 +94,9 @@ def test_marginals_pool_counts_across_other_axes():
     np.testing.assert_array_equal(m["theta_e"], [0.5, 1.0, 1.5])
     np.testing.assert_array_equal(m["n_ok"], n_ok.sum(axis=(1, 2)))
     np.testing.assert_array_equal(m["n_detected"], n_det.sum(axis=(1, 2)))
+    np.testing.assert_array_equal(m["fraction_detected"], n_det.sum(axis=(1, 2)) / n_ok.sum(axis=(1, 2)))
+    np.testing.assert_array_equal(m["completeness"],
+                                  selection.completeness_posterior(m["n_detected"], m["n_ok"])["completeness"])
     heat = selection.marginal(cells, ("theta_e", "psfsize_r"))
     assert heat["n_ok"].size == 6 and heat["n_ok"].sum() == n_ok.sum()
     tables = selection.marginal_tables(cells)

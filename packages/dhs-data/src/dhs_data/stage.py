@@ -107,6 +107,11 @@ class DataStage(Stage):
             raise SpecError(f"{source}: {exc} (data source {spec.data.name!r} provides {stamp}x{stamp}-px "
                             "stamps)") from None
 
+    def card_section(self, run_dir: Path) -> str:
+        from dhs_data.card import section
+
+        return section(run_dir)
+
     def run(self, ctx: StageContext) -> dict[str, float]:
         cfg = ctx.spec.data
         comp, _ = plugins.resolve("data_source", cfg, where="data")

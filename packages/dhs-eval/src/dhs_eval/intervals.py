@@ -6,7 +6,8 @@
   searches live at (FPR ~1e-3, completeness of faint arcs), where the Wald interval collapses.
   Following Brown, Cai & DasGupta (2001) the Jeffreys lower bound is 0 when k = 0 and the upper
   bound 1 when k = n. Wilson and Clopper-Pearson ("exact", conservative) are available.
-* :func:`jeffreys_posterior` — posterior median and 68 % / 95 % intervals (selection function).
+* :func:`jeffreys_posterior` — posterior median and central 68 % / 95 % intervals (selection
+  function), at the quantiles of :data:`POSTERIOR_INTERVALS`.
 * :func:`bootstrap_ci` — percentile bootstrap of any statistic, seeded, optionally stratified
   (resampling positives and negatives separately keeps both classes in every resample).
 
@@ -20,11 +21,12 @@ from dataclasses import dataclass
 from typing import Callable
 
 import numpy as np
-from scipy import stats
 
 from dhs_eval.errors import MetricInputError
 
 INTERVAL_METHODS = ("jeffreys", "wilson", "clopper-pearson")
+#: (suffix, lower quantile, upper quantile) of the central posterior intervals: 68 % and 95 %
+POSTERIOR_INTERVALS = (("68", 0.16, 0.84), ("95", 0.025, 0.975))
 
 
 def _counts(k: object, n: object) -> tuple[np.ndarray, np.ndarray]:
@@ -54,6 +56,10 @@ def binomial_interval(
 
     Returns ``(low, high)`` as floats for scalar input, arrays otherwise.
     """
+    # scipy is imported here, not at module top: the selection statistics and the stage modules
+    # import this module, and registering dhs-eval's plugins must stay light
+    from scipy import stats
+
     level = _level(level)
     if method not in INTERVAL_METHODS:
         raise MetricInputError(f"method={method!r}; valid binomial interval methods: {', '.join(INTERVAL_METHODS)}")
@@ -83,14 +89,19 @@ def binomial_interval(
 
 
 def jeffreys_posterior(k: object, n: object) -> dict[str, np.ndarray]:
-    """Median and central 68 % / 95 % intervals of Beta(k+1/2, n-k+1/2); NaN where n = 0."""
+    """Median and central 68 % / 95 % intervals of Beta(k+1/2, n-k+1/2); NaN where n = 0.
+
+    Keys ``median``, ``low_68``, ``high_68``, ``low_95``, ``high_95``.
+    """
+    from scipy import stats  # lazily, as in binomial_interval
+
     k_arr, n_arr = _counts(k, n)
     empty = n_arr == 0
-    a, b = k_arr + 0.5, np.where(empty, 1.0, n_arr) - k_arr + 0.5
+    a, b = k_arr + 0.5, np.where(empty, 1.0, n_arr - k_arr + 0.5)
     out = {"median": stats.beta.ppf(0.5, a, b)}
-    for level, tag in ((0.68, "68"), (0.95, "95")):
-        out[f"low_{tag}"] = stats.beta.ppf((1 - level) / 2, a, b)
-        out[f"high_{tag}"] = stats.beta.ppf(1 - (1 - level) / 2, a, b)
+    for tag, low, high in POSTERIOR_INTERVALS:
+        out[f"low_{tag}"] = stats.beta.ppf(low, a, b)
+        out[f"high_{tag}"] = stats.beta.ppf(high, a, b)
     return {key: np.where(empty, np.nan, val) for key, val in out.items()}
 
 

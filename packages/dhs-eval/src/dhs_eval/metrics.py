@@ -1,4 +1,4 @@
-"""Classification metrics for lens finders (DESIGN.md §6): the operating regime first.
+"""Classification metrics for lens finders: the operating regime first.
 
 Lens searches run at false-positive rates of 1e-3 to 1e-4, where every false positive costs
 human follow-up, so a headline AUC can hide a finder that recovers almost nothing at the FPR
@@ -29,6 +29,7 @@ from dhs_eval._inputs import Scored, as_probabilities, scored
 from dhs_eval.delong import auc_standard_error, delong_test
 from dhs_eval.errors import MetricInputError
 from dhs_eval.intervals import binomial_interval, bootstrap_ci
+from dhs_eval.targets import FPR_TARGETS, TPR_TARGETS
 
 __all__ = [
     "FPR_TARGETS", "TPR_TARGETS", "OperatingPoint", "auc_standard_error", "binomial_interval",
@@ -36,11 +37,6 @@ __all__ = [
     "rates_at_threshold", "reliability", "roc_auc", "roc_points", "tpr_at_fpr", "tpr_at_fpr_table",
     "undefined_reason",
 ]
-
-#: FPRs of the "TPR at FPR" table (the follow-up budget of a survey-scale search).
-FPR_TARGETS = (1e-2, 1e-3, 1e-4)
-#: TPRs of the "FPR at TPR" table (how much contamination buys a given completeness).
-TPR_TARGETS = (0.99, 0.95, 0.90, 0.85, 0.80, 0.70, 0.50)
 
 
 class OperatingPoint(NamedTuple):

@@ -3,6 +3,13 @@
 Figures are built with ``matplotlib.figure.Figure`` and the Agg canvas directly: no pyplot, so no
 global backend state, no GUI, and safe in worker processes and on headless machines.
 
+matplotlib is imported inside :func:`_figure` and :func:`_save`, not at module top: stage modules
+import this module, and registering and listing plugins must not load a plotting library.
+
+Completeness figures pool the counts over the axes not shown (k and n summed, then the posterior
+formed, :func:`dhs_eval.selection.marginal`), which is what a marginal completeness means;
+averaging per-cell medians would weight sparse cells wrongly.
+
 The ROC is drawn with a logarithmic FPR axis because lens searches operate at FPR 1e-3 to 1e-4,
 a region a linear axis squeezes into one pixel; the axis starts at 1/n_negatives, the smallest
 FPR the sample resolves.
@@ -11,16 +18,30 @@ FPR the sample resolves.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Iterable, Mapping, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Mapping, Sequence
 
 import numpy as np
-from matplotlib.backends.backend_agg import FigureCanvasAgg
-from matplotlib.figure import Figure
 
 from dhs_core.io import atomic_path
+from dhs_eval import selection
+
+if TYPE_CHECKING:  # pragma: no cover
+    from matplotlib.figure import Figure
+
+#: axis labels of the selection-function grid columns
+AXIS_LABELS = {"theta_e": r"$\theta_E$ (arcsec)", "psfsize_r": "psfsize_r (bin centre)",
+               "psfdepth_r": "psfdepth_r (bin centre)", "source_mag": "source r mag (bin centre)"}
+
+
+def _figure(**kwargs: Any) -> Figure:
+    from matplotlib.figure import Figure  # lazily: see the module docstring
+
+    return Figure(**kwargs)
 
 
 def _save(fig: Figure, path: Path) -> Path:
+    from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazily: see the module docstring
+
     FigureCanvasAgg(fig)
     with atomic_path(path) as tmp:
         fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
@@ -30,7 +51,7 @@ def _save(fig: Figure, path: Path) -> Path:
 def roc_figure(path: Path, curves: Sequence[tuple[str, np.ndarray, np.ndarray, int]],
                operating_points: Iterable[tuple[str, float, float]] = ()) -> Path:
     """ROC curves (label, fpr, tpr, n_negatives) on a log-FPR axis, with marked operating points."""
-    fig = Figure(figsize=(5.5, 4.5))
+    fig = _figure(figsize=(5.5, 4.5))
     ax = fig.add_subplot()
     floor = 1.0
     for label, fpr, tpr, n_neg in curves:
@@ -54,7 +75,7 @@ def roc_figure(path: Path, curves: Sequence[tuple[str, np.ndarray, np.ndarray, i
 
 def calibration_figure(path: Path, bins: Mapping[str, np.ndarray], title: str = "") -> Path:
     """Reliability diagram: observed lens fraction against mean predicted probability per bin."""
-    fig = Figure(figsize=(5, 5.5))
+    fig = _figure(figsize=(5, 5.5))
     ax, hist = fig.add_subplot(4, 1, (1, 3)), fig.add_subplot(4, 1, 4)
     full = bins["count"] > 0
     ax.plot([0, 1], [0, 1], ":", color="grey", label="perfectly calibrated")
@@ -82,7 +103,7 @@ def training_curves_figure(path: Path, rows: Sequence[Mapping[str, object]]) -> 
                    and not isinstance(v, bool)})
     losses = [k for k in keys if "loss" in k]
     others = [k for k in keys if k not in losses and k not in ("lr", "seconds", "step")]
-    fig = Figure(figsize=(9, 3.8))
+    fig = _figure(figsize=(9, 3.8))
     for i, (group, ylabel) in enumerate(((losses, "loss"), (others, "validation metric"))):
         ax = fig.add_subplot(1, 2, i + 1)
         for key in group:
@@ -96,23 +117,45 @@ def training_curves_figure(path: Path, rows: Sequence[Mapping[str, object]]) -> 
     return _save(fig, path)
 
 
-def completeness_heatmap(path: Path, table: Mapping[str, np.ndarray], x: str, y: str) -> Path:
-    """Completeness (posterior median) and 68 % interval width on an x-by-y grid of marginals."""
+def completeness_vs_theta_e(path: Path, cells: Any, title: str = "") -> Path:
+    """Completeness against theta_E, one line per source-magnitude bin, with 68 % and 95 % bands."""
+    table = selection.marginal(cells, ("source_mag", "theta_e"))
+    fig = _figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    for mag in np.unique(table["source_mag"]):
+        sel = table["source_mag"] == mag
+        x, med = table["theta_e"][sel], table["completeness"][sel]
+        line, = ax.plot(x, med, marker="o", label=f"r = {mag:.2f}")
+        ax.fill_between(x, table["completeness_low_95"][sel], table["completeness_high_95"][sel],
+                        color=line.get_color(), alpha=0.12, lw=0)
+        ax.fill_between(x, table["completeness_low_68"][sel], table["completeness_high_68"][sel],
+                        color=line.get_color(), alpha=0.25, lw=0)
+    ax.set(xlabel=AXIS_LABELS["theta_e"], ylabel="completeness (posterior median, 68/95 %)", ylim=(0, 1), title=title)
+    ax.legend(title="source mag bin", fontsize=8)
+    return _save(fig, path)
+
+
+def completeness_heatmap(path: Path, cells: Any, x: str = "theta_e", y: str = "psfsize_r", *, title: str = "",
+                         interval_width: bool = True) -> Path:
+    """Completeness (posterior median) on an x-by-y grid of marginals, and (``interval_width``)
+    the width of its 68 % interval beside it."""
+    table = selection.marginal(cells, (x, y))
     xs, ys = np.unique(table[x]), np.unique(table[y])
     median = np.full((ys.size, xs.size), np.nan)
     width = np.full_like(median, np.nan)
     for i, (xv, yv) in enumerate(zip(table[x], table[y])):
         r, c = np.searchsorted(ys, yv), np.searchsorted(xs, xv)
-        median[r, c] = table["completeness_median"][i]
+        median[r, c] = table["completeness"][i]
         width[r, c] = table["completeness_high_68"][i] - table["completeness_low_68"][i]
-    fig = Figure(figsize=(10, 4))
-    for j, (grid, label, cmap) in enumerate(((median, "completeness (posterior median)", "viridis"),
-                                             (width, "68 % interval width", "magma"))):
-        ax = fig.add_subplot(1, 2, j + 1)
-        im = ax.imshow(grid, origin="lower", aspect="auto", cmap=cmap, vmin=0, vmax=1 if j == 0 else None)
+    panels = [(median, "completeness (posterior median)", "viridis", 1.0)]
+    if interval_width:
+        panels.append((width, "68 % interval width", "magma", None))
+    fig = _figure(figsize=(5 * len(panels), 4) if interval_width else (6, 3.5))
+    for j, (grid, label, cmap, vmax) in enumerate(panels):
+        ax = fig.add_subplot(1, len(panels), j + 1)
+        im = ax.imshow(grid, origin="lower", aspect="auto", cmap=cmap, vmin=0, vmax=vmax)
         ax.set_xticks(range(xs.size), [f"{v:.3g}" for v in xs], fontsize=7, rotation=45)
         ax.set_yticks(range(ys.size), [f"{v:.3g}" for v in ys], fontsize=7)
-        ax.set_xlabel(x)
-        ax.set_ylabel(y)
+        ax.set(xlabel=AXIS_LABELS.get(x, x), ylabel=AXIS_LABELS.get(y, y), title=title)
         fig.colorbar(im, ax=ax, label=label)
     return _save(fig, path)

@@ -1,4 +1,9 @@
-"""Hook implementations of dhs-eval: this module only wires hooks."""
+"""Hook implementations of dhs-eval: this module only wires hooks.
+
+Registration stays light: the evaluator is registered as a ``"module:attr"`` string next to its
+Config (whose module imports no numerical or plotting library), and the stage modules import
+scikit-learn, scipy and matplotlib only inside the functions that use them.
+"""
 
 from __future__ import annotations
 
@@ -7,9 +12,11 @@ from dhs_core import hookimpl
 
 @hookimpl
 def register_evaluators(register):
-    from dhs_eval.evaluators.classification import ClassificationConfig, ClassificationEvaluator
+    from dhs_eval.evaluators.config import ClassificationConfig
 
-    register("classification", ClassificationEvaluator, config=ClassificationConfig)
+    register("classification", "dhs_eval.evaluators.classification:ClassificationEvaluator",
+             config=ClassificationConfig,
+             summary="AUC, pAUC, TPR@FPR / FPR@TPR tables, calibration, bootstrap and DeLong intervals, strata.")
 
 
 @hookimpl

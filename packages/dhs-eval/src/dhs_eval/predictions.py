@@ -14,7 +14,7 @@ import pyarrow.compute as pc
 
 from dhs_core.errors import UserError
 
-#: manifest columns carried into predictions.parquet when present (DESIGN.md §5)
+#: manifest columns carried into predictions.parquet when present
 MANIFEST_COLUMNS = ("label", "tier", "pool", "confuser_category", "psfsize_r", "psfdepth_r")
 #: truth columns carried for strata when present
 TRUTH_COLUMNS = ("theta_e", "source_mag")

@@ -105,6 +105,15 @@ def quantile_edges(values: object, n_bins: int = 4) -> np.ndarray:
     return np.unique(np.quantile(v, np.linspace(0, 1, n_bins + 1)))
 
 
+def bin_index(values: object, edges: object) -> np.ndarray:
+    """Bin of each value for increasing ``edges``: lo <= v < hi, the last bin closed; -1 outside or NaN."""
+    v = np.asarray(values, dtype=np.float64)
+    e = np.asarray(edges, dtype=np.float64)
+    idx = np.searchsorted(e, v, side="right") - 1
+    idx = np.where(v == e[-1], len(e) - 2, idx)
+    return np.where(np.isfinite(v) & (idx >= 0) & (idx <= len(e) - 2), idx, -1)
+
+
 def bin_labels(values: object, edges: object, name: str) -> np.ndarray:
     """Stratum label per value, e.g. ``theta_e [0.5, 1)``; the last bin is closed; outside -> (none)."""
     v = np.asarray(values, dtype=np.float64)
@@ -112,9 +121,8 @@ def bin_labels(values: object, edges: object, name: str) -> np.ndarray:
     out = np.full(v.shape, MISSING, dtype=object)
     if e.size < 2:
         return out
-    idx = np.searchsorted(e, v, side="right") - 1
-    idx[v == e[-1]] = e.size - 2
-    ok = np.isfinite(v) & (idx >= 0) & (idx < e.size - 1)
+    idx = bin_index(v, e)
+    ok = idx >= 0
     names = [f"{name} [{e[i]:.4g}, {e[i + 1]:.4g}{']' if i == e.size - 2 else ')'}" for i in range(e.size - 1)]
     out[ok] = np.asarray(names, dtype=object)[idx[ok]]
     return out

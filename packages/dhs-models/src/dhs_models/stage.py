@@ -16,6 +16,7 @@ from dhs_core.errors import UserError
 from dhs_core.io import atomic_path
 from dhs_core.spec import resolved_dict
 from dhs_models.build import build_from_section
+from dhs_models.layout import ARTIFACTS
 from dhs_models.training.batches import predict
 from dhs_models.training.checkpoint import load_checkpoint
 from dhs_models.training.config import TrainConfig
@@ -74,6 +75,12 @@ class TrainStage(Stage):
     produces = ("train/best.pt", "train/last.pt", "train/metrics.jsonl", "train/scores.parquet")
     inputs = ("data", "preprocess")
     after = ("data",)
+    artifacts = ARTIFACTS
+
+    def card_section(self, run_dir: Path) -> str:
+        from dhs_models.card import section
+
+        return section(run_dir)
 
     def run(self, ctx: StageContext) -> dict[str, float]:
         from dhs_data.datasets import CutoutDataset

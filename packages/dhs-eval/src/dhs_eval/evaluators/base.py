@@ -1,10 +1,13 @@
 """The evaluator protocol (component kind ``evaluator``, hook ``register_evaluators``).
 
-An evaluator is registered with its ``Config`` (a frozen :class:`dhs_core.ComponentConfig`)::
+An evaluator is registered with its ``Config`` (a frozen :class:`dhs_core.ComponentConfig`, in a
+module that imports no numerical or plotting library) and its implementation as a
+``"module:attr"`` string, imported the first time the evaluator is used::
 
     @hookimpl
     def register_evaluators(register):
-        register("classification", ClassificationEvaluator, config=ClassificationConfig)
+        register("classification", "dhs_eval.evaluators.classification:ClassificationEvaluator",
+                 config=ClassificationConfig)
 
 ``impl(config)`` returns an object with one method::
 

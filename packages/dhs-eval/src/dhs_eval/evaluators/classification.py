@@ -13,48 +13,20 @@ from __future__ import annotations
 import math
 import warnings
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field
 
-from dhs_core import ComponentConfig
 from dhs_eval import metrics, plots, strata
 from dhs_eval._fastroc import fast_auc
 from dhs_eval._inputs import scored
 from dhs_eval.errors import NaNScoresWarning
 from dhs_eval.evaluators.base import EvaluationContext, check_columns, column
+from dhs_eval.evaluators.config import ClassificationConfig
 
 #: continuous columns stratified into quantile bins when present (truth or manifest)
 BINNED_COLUMNS = ("theta_e", "psfsize_r", "psfdepth_r")
-
-
-class ClassificationConfig(ComponentConfig):
-    """Options of the ``classification`` evaluator."""
-
-    # splits evaluated, in report order (the held-out test split is the headline)
-    splits: tuple[str, ...] = ("test", "val")
-    # decision threshold on the sigmoid probability for precision/recall and the strata
-    threshold: float = Field(0.5, ge=0.0, le=1.0)
-    # FPRs of the TPR-at-FPR table
-    fpr_targets: tuple[float, ...] = metrics.FPR_TARGETS
-    # TPRs of the FPR-at-TPR table
-    tpr_targets: tuple[float, ...] = metrics.TPR_TARGETS
-    # upper FPR limits of the McClish-standardised partial AUCs
-    pauc_max_fprs: tuple[float, ...] = (1e-3, 1e-2)
-    # bootstrap resamples for the AUC / pAUC intervals (0 disables the bootstrap)
-    n_bootstrap: int = Field(2000, ge=0)
-    # confidence level of every interval
-    level: float = Field(0.95, gt=0.0, lt=1.0)
-    # binomial interval for the k/n strata and table rates
-    interval_method: Literal["jeffreys", "wilson", "clopper-pearson"] = "jeffreys"
-    # equal-width probability bins of ECE/MCE and the reliability diagram
-    n_calibration_bins: int = Field(15, ge=1)
-    # quantile bins for theta_e / psfsize_r / psfdepth_r strata
-    n_strata_bins: int = Field(4, ge=1)
-    # write the ROC and calibration PNGs
-    plots: bool = True
 
 
 def _maybe(value: float) -> float | None:

@@ -9,8 +9,8 @@ from typing import Any
 
 import numpy as np
 
+from dhs_eval.strata import bin_index
 from dhs_inject.selection.config import SelectionFunctionConfig
-from dhs_inject.selection.statistics import bin_index
 
 
 def psfdepth_to_m5(psfdepth: Any) -> np.ndarray:

@@ -1,4 +1,4 @@
-"""The ``selection_function`` stage (contract 9): injection-recovery completeness on a grid.
+"""The ``selection_function`` stage: injection-recovery completeness on a grid.
 
 Cells are theta_E x host PSF bin x host depth bin x source magnitude bin. Each cell is one
 executor task writing ``selection_function/cells/<cell_id>-<digest>.parquet``; the digest hashes
@@ -22,13 +22,14 @@ from dhs_core import Section, Stage, StageContext
 from dhs_core.allocator import retain_freed_memory
 from dhs_core.errors import UserError
 from dhs_core.io import atomic_path, sha256_file, write_json
+from dhs_eval import plots
+from dhs_eval.selection import completeness_posterior, fixed_threshold, threshold_at_fpr
 from dhs_inject.__about__ import __version__
+from dhs_inject.layout import ARTIFACTS
 from dhs_inject.selection import grid as grids
-from dhs_inject.selection import plots
 from dhs_inject.selection.cell import CellTask, cell_injector_config, read_cell, run_cell
 from dhs_inject.selection.config import SelectionFunctionConfig
 from dhs_inject.selection.scoring import read_checkpoint
-from dhs_inject.selection.statistics import completeness_posterior, fixed_threshold, threshold_at_fpr
 
 #: manifest columns handed to the injector with each host
 HOST_COLUMNS = ("galaxy_id", "psfsize_r", "psfdepth_r", "type_bin")
@@ -82,6 +83,12 @@ class SelectionFunctionStage(Stage):
     produces = ("selection_function/cells.parquet", "selection_function/meta.json")
     inputs = ("data", "preprocess", "model", "train")
     after = ("train", "evaluate")
+    artifacts = ARTIFACTS
+
+    def card_section(self, run_dir: Path) -> str:
+        from dhs_inject.selection.card import section
+
+        return section(run_dir)
 
     def run(self, ctx: StageContext) -> dict[str, float]:
         from dhs_data.manifest import read_manifest
@@ -146,7 +153,8 @@ class SelectionFunctionStage(Stage):
             title = f"{injector['name']}, score >= {threshold.threshold:.4g}"
             figures.append(plots.completeness_vs_theta_e(ctx.stage_dir / "completeness_theta_e.png", cells, title).name)
             figures.append(plots.completeness_heatmap(ctx.stage_dir / "completeness_theta_e_psfsize_r.png", cells,
-                                                      "psfsize_r", title).name)
+                                                      "theta_e", "psfsize_r", title=title,
+                                                      interval_width=False).name)
         meta = {
             "threshold": threshold.threshold, "threshold_source": threshold.source,
             "target_fpr": threshold.target_fpr, "achieved_fpr": threshold.achieved_fpr,

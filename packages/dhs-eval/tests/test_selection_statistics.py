@@ -1,5 +1,6 @@
-"""Selection-function statistics and spec checks: completeness posteriors against scipy and closed
-forms, the target-FPR threshold against a brute-force count, bins, and bad [selection_function] specs."""
+"""Selection-function statistics against scipy and closed forms: completeness posteriors (the
+columns the selection-function stage writes), the target-FPR threshold against a brute-force count,
+and grid bins."""
 
 from __future__ import annotations
 
@@ -7,14 +8,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-import dhs_core
-from dhs_core import plugins
-from dhs_core.errors import SpecError
-from dhs_core.testing import check_component, undocumented_fields
-from dhs_inject.selection.config import SelectionFunctionConfig, ThetaEGrid
-from dhs_inject.selection.statistics import bin_index, completeness_posterior, threshold_at_fpr
-
-STAGES = {n: c for n, c in plugins.components("stage").items() if c.distribution == "dhs-inject"}
+from dhs_eval.selection import completeness_posterior, fixed_threshold, threshold_at_fpr
+from dhs_eval.strata import bin_index
 
 
 def test_completeness_matches_scipy_beta_and_closed_forms():
@@ -62,41 +57,9 @@ def test_bin_index_half_open_with_closed_last_bin():
     assert idx.tolist() == [-1, 0, 0, 1, 1, -1, -1]
 
 
-def test_theta_e_grid_values_include_stop():
-    assert ThetaEGrid(start=0.5, stop=1.5, step=0.25).values() == [0.5, 0.75, 1.0, 1.25, 1.5]
-    assert ThetaEGrid(start=0.3, stop=0.9, step=0.3).values() == [0.3, 0.6, 0.9]
-
-
-@pytest.mark.parametrize("section, where", [
-    ({"theta_e": {"start": 0.5, "stop": 2.0, "step": 0.0}}, "step"),
-    ({"theta_e": {"start": 0.5, "stop": 2.0, "step": -0.5}}, "step"),
-    ({"theta_e": {"start": 2.0, "stop": 0.5, "step": 0.5}}, "below start"),
-    ({"source_mag_edges": [24.0]}, "at least two edges"),
-    ({"source_mag_edges": [24.0, 24.0]}, "increase strictly"),
-    ({"psfsize_r_edges": []}, "at least two edges"),
-    ({"psfdepth_r_edges": [400.0, 100.0]}, "increase strictly"),
-    ({"per_cell": 0}, "per_cell"),
-    ({"target_fpr": 1e-3, "threshold": 0.5}, "not both"),
-    ({"injector": {"name": "no_such_injector"}}, "model1"),
-])
-def test_bad_selection_function_section_is_a_spec_error(tmp_path, section, where):
-    spec = {"run": {"name": "bad", "seed": 1, "out_dir": str(tmp_path / "run")}, "selection_function": section}
-    with pytest.raises(SpecError) as info:
-        dhs_core.run(spec)
-    assert "selection_function" in str(info.value) and where in str(info.value)
-    assert not (tmp_path / "run" / "selection_function").exists()
-
-
-def test_default_threshold_rule():
-    assert SelectionFunctionConfig().target_fpr == 1e-3 and SelectionFunctionConfig().threshold is None
-    fixed = SelectionFunctionConfig(threshold=0.7)
-    assert fixed.target_fpr is None and fixed.threshold == 0.7
-
-
-@pytest.mark.parametrize("name", sorted(STAGES))
-def test_stage_contract(name):
-    comp = STAGES[name]
-    check_component(comp)
-    for section in comp.impl.sections.values():
-        assert not undocumented_fields(section.type), undocumented_fields(section.type)
-    assert comp.impl.trigger in comp.impl.sections
+def test_fixed_threshold_measures_nothing():
+    thr = fixed_threshold(0.7)
+    assert (thr.threshold, thr.source, thr.status) == (0.7, "fixed", "ok")
+    assert thr.target_fpr is thr.achieved_fpr is thr.n_valid is thr.resolvable is None
+    assert list(thr.as_dict()) == ["threshold", "source", "target_fpr", "achieved_fpr", "n_false_positive",
+                                   "n_valid", "n_invalid", "resolvable", "status"]
