@@ -2,36 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import torch
-from pydantic import Field
 
-from dhs_core import ComponentConfig
 from dhs_inject import engine, noise
 from dhs_inject.errors import require
-from dhs_inject.priors import PriorConfig, draw_clumps, draw_parameters
-
-
-class InjectorConfig(ComponentConfig):
-    """Options common to every injection model."""
-
-    prior: PriorConfig = PriorConfig()  # parameter priors
-    pixel_scale: float = Field(0.262, gt=0)  # arcsec per pixel of the cutouts
-    supersample: int = Field(3, ge=1)  # sub-pixels per pixel side for ray shooting
-    psf: Literal["gaussian", "moffat"] = "gaussian"  # PSF model (FWHM from psfsize_r x band_scale)
-    moffat_beta: float = Field(3.5, gt=1)  # Moffat beta when psf = "moffat"
-    band_scale: tuple[float, float, float] = (1.05, 1.00, 0.94)  # g, r, z FWHM / r FWHM
-    noise: Literal["ring", "psfdepth"] = "ring"  # sky sigma for arc SNR: host outer-ring MAD or psfdepth
-    arc_poisson_gain: float | None = None  # electrons per nanomaggy; None = no arc Poisson noise
-    max_retries: int = Field(5, ge=0)  # new hosts tried after a failed injection
-    dtype: Literal["float32", "float64"] = "float32"  # working precision
-    # render Sersic (+ clump) sources with the fused torch.compile'd kernel (pixel-stamp sources
-    # always use the generic path); compiled once per process; if
-    # compilation is impossible here, a warning gives the reason and the eager path is used);
-    # False = always the eager path (same maths; no compile time; ~3.5x slower per model1 injection)
-    fast_kernel: bool = True
+from dhs_inject.injectors.configs import InjectorConfig
+from dhs_inject.priors import draw_clumps, draw_parameters
 
 
 class BaseInjector:

@@ -3,8 +3,8 @@
 Follows the dhs-data data-source protocol (``impl(config, ctx, out_dir)``). Chunks of catalog
 rows are rendered by ``ctx.executor.map`` a few at a time and streamed into the store, so memory
 stays bounded by a handful of chunks whatever ``n_hosts`` is. The manifest carries only what a
-real survey would (DESIGN.md §5); what only a simulation knows (is_lens, theta_E, source
-magnitude, arc SNR, ...) goes to ``truth.parquet``.
+real survey would (the columns of ``dhs_data.manifest.SCHEMA``); what only a simulation knows
+(is_lens, theta_E, source magnitude, arc SNR, ...) goes to ``truth.parquet``.
 """
 
 from __future__ import annotations
@@ -18,8 +18,8 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from dhs_core import io
+from dhs_data.layout import MANIFEST, TRUTH
 from dhs_data.manifest import write_manifest
-from dhs_data.sources.base import MANIFEST, TRUTH
 from dhs_data.stores import ShardWriter, write_npz, write_store_json
 from dhs_inject.synthetic import scenes as sc
 from dhs_inject.synthetic.catalog import build_catalog
@@ -48,7 +48,7 @@ def galaxy_ids(rows: np.ndarray) -> list[str]:
 
 
 def manifest_table(cat: dict[str, np.ndarray]) -> pa.Table:
-    """The DESIGN §5 manifest of a catalog (split and healpix_128 are left to the data stage)."""
+    """The dhs-data manifest of a catalog (split and healpix_128 are left to the data stage)."""
     ids = galaxy_ids(cat["row"])
     lab = sc.manifest_labels(cat["scene"])
     n = len(ids)
