@@ -41,6 +41,10 @@ def test_unreadable_and_unsafe_checkpoints_are_user_errors(tmp_path):
         inference.read_checkpoint(garbage)
     pickled = tmp_path / "pickled.pt"
     torch.save({"model": torch.nn.ReLU(), "architecture": {"name": "resnet18"}}, pickled)
+    truncated = tmp_path / "truncated.pt"
+    truncated.write_bytes(pickled.read_bytes()[:100])
+    with pytest.raises(UserError, match="not a readable torch checkpoint"):
+        inference.read_checkpoint(truncated)
     with pytest.raises(UserError, match="pickled code"):
         inference.read_checkpoint(pickled, what="train.init_weights")
     with pytest.raises(UserError, match="pickled code"):

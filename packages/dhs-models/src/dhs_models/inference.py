@@ -17,6 +17,7 @@ section, so every installed architecture plugin works, not only dhs-models' own.
 from __future__ import annotations
 
 import pickle
+import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -46,10 +47,13 @@ def read_checkpoint(path: str | Path, *, what: str = "checkpoint") -> dict[str, 
     try:
         ckpt = torch.load(path, map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
-        raise UserError(
-            f"{what} {str(path)!r} contains pickled code or objects, which are refused (checkpoints load "
-            f"only with weights_only=True): {str(exc).splitlines()[0]}"
-        ) from None
+        detail = _unpickling_detail(str(exc))
+        if "Unsupported global" in str(exc):
+            raise UserError(
+                f"{what} {str(path)!r} contains pickled code or objects, which are refused (checkpoints load "
+                f"only with weights_only=True): {detail}"
+            ) from None
+        raise UserError(f"{what} {str(path)!r} is not a readable torch checkpoint ({detail})") from None
     except Exception as exc:  # truncated, not a zip/pickle, wrong torch format, ...
         raise UserError(f"{what} {str(path)!r} is not a readable torch checkpoint ({type(exc).__name__}: {exc})") from None
     if not isinstance(ckpt, dict) or "model" not in ckpt or not isinstance(ckpt.get("architecture"), dict):
@@ -57,6 +61,14 @@ def read_checkpoint(path: str | Path, *, what: str = "checkpoint") -> dict[str, 
             f"{what} {str(path)!r} is not a dhs checkpoint (expected a dict with 'model' and 'architecture')"
         )
     return ckpt
+
+
+def _unpickling_detail(message: str) -> str:
+    # torch wraps the unpickler's reason ("Unsupported global: GLOBAL x.Y ...", "Unsupported
+    # operand 110" for bytes that are no pickle at all) in paragraphs of advice
+    match = re.search(r"WeightsUnpickler error:\s*(.+)", message)
+    reason = match.group(1) if match else message.strip().splitlines()[0]
+    return reason.split(". Please")[0].strip()
 
 
 def build_network(architecture: Any, *, where: str = "model", source: str = "") -> nn.Module:
