@@ -103,3 +103,20 @@ def test_fast_kernel_falls_back_to_eager_path_once_with_reason(monkeypatch, capl
             assert batch.n_ok == 3 and np.isfinite(batch.images).all()
     assert "no C++ compiler found" in render.fast_kernel_failure()
     assert sum("eager path" in r.getMessage() for r in caplog.records) == 1
+
+
+def test_registering_dhs_inject_imports_no_torch_scipy_or_matplotlib():
+    """Injectors, diagnostics, the synthetic source and the selection stage register from
+    torch-free Config modules; their implementations load on first use."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys, dhs_core.plugins as p; [c.Config for k in p.KINDS for c in p.components(k).values()]; "
+            "[c.impl for c in p.components('stage').values()]; import dhs_inject.synthetic; "
+            "assert {'model1', 'model2', 'model3'} <= set(p.components('injector')); "
+            "assert {'feature_space', 'arc_morphology'} <= set(p.components('evaluator')); "
+            "print(sorted(m for m in ('torch', 'matplotlib', 'sklearn', 'scipy', 'PIL') if m in sys.modules))")
+    env = {**os.environ, "DHS_LOAD_PLUGINS": "builtin", "DHS_DISABLE_PLUGINS": "dhs-data,dhs-eval"}
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

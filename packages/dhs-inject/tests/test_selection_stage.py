@@ -20,8 +20,6 @@ from dhs_inject.injectors.base import BaseInjector
 from dhs_inject.injectors.model1 import Model1Config
 from dhs_inject.selection import cell as cell_module
 
-pytest.importorskip("dhs_models")  # the architecture registry the tiny finder comes from
-
 #: dhs-eval's report stage reads these columns of cells.parquet
 REPORT_COLUMNS = {"theta_e", "psfsize_r", "psfdepth_r", "source_mag", "n_detected", "n_ok"}
 PSF_EDGES = [0.5, 1.3, 3.0]
@@ -102,19 +100,23 @@ def test_end_to_end_cells_meta_and_figures(finished):
     assert "Not run (no selection_function" not in (run_dir / "MODEL_CARD.md").read_text()
 
 
-def test_scoring_matches_the_train_stage(finished):
-    """The checkpoint rebuilt through the registry + the spec's preprocessor reproduce train/scores.parquet."""
+def test_cells_diagnostics_and_train_stage_score_through_one_inference_path(finished):
+    """best.pt as the cells load it (network through the registry, the checkpoint's own
+    preprocessor) reproduces train/scores.parquet, and the diagnostics load the same finder."""
     from dhs_data.stores import open_store
-    from dhs_inject.selection.scoring import build_preprocess, load_model, score_images
+    from dhs_inject.diagnostics import groups
+    from dhs_models.inference import load_finder
 
     run_dir, _ = finished
-    model, _ = load_model(run_dir / "train" / "best.pt")
+    best = run_dir / "train" / "best.pt"
+    finder = load_finder(best, preprocess={"name": "raw_robust", "annulus": [20, 32], "clip": 10.0})
+    assert groups.load_run_model(run_dir, "feature_space") is finder
+    assert cell_module.load_finder is load_finder
     manifest = pq.read_table(run_dir / "data" / "manifest.parquet").to_pydict()
     path_of = dict(zip(manifest["galaxy_id"], manifest["cutout_path"]))
     scores = pq.read_table(run_dir / "train" / "scores.parquet").to_pydict()
     images = open_store(run_dir / "data").get_many([path_of[g] for g in scores["galaxy_id"]])
-    mine = score_images(model, images, preprocess=build_preprocess({"name": "raw_robust", "annulus": [20, 32],
-                                                                    "clip": 10.0}), batch_size=16)
+    mine = cell_module.score_images(finder.model, images, preprocess=finder.preprocess, batch_size=16)
     np.testing.assert_allclose(mine, scores["score"], rtol=1e-5, atol=1e-6)
 
 
@@ -211,3 +213,12 @@ def test_unphysical_prior_is_a_spec_error_before_anything_runs(tmp_path):
     with pytest.raises(SpecError, match=r"selection_function\.injector\.prior.*half-light radius must be > 0"):
         dhs_core.run(spec(tmp_path / "run", injector=bad))
     assert not (tmp_path / "run").exists()
+
+
+def test_a_checkpoint_trained_with_another_preprocessor_is_refused(finished, tmp_path):
+    run_dir = _copy(finished, tmp_path)
+    other = spec(run_dir)
+    other["preprocess"] = {"name": "raw_robust", "annulus": [24, 32]}
+    # only the selection function reruns: train/best.pt stays the one trained with annulus [20, 32]
+    with pytest.raises(UserError, match="preprocessed as in training"):
+        dhs_core.run(other, stages=["selection_function"])

@@ -25,9 +25,8 @@ def _worker(rank: int, world: int, init_file: str, out_dir: str, result_dir: str
         torch.manual_seed(0)
         arch = {"name": "bottlenecked_resnet", "base_ch": 4, "blocks": [1, 1, 1, 1]}
         model = build_model("bottlenecked_resnet", base_ch=4, blocks=[1, 1, 1, 1])
-        loss = plugins.get("loss", "bce")
         cfg = TrainConfig(epochs=1, micro_batch=4, effective_batch=16, augment=False, device="cpu")
-        trainer = Trainer(model, cfg, loss.impl(loss.Config()), out_dir,
+        trainer = Trainer(model, cfg, plugins.build("loss", "bce"), out_dir,
                           ToyLenses(32, seed=1), ToyLenses(16, seed=2), seed=5, architecture=arch,
                           log=lambda m: None)
         assert trainer.accum == 2  # 16 = 4 per micro-batch x 2 processes x 2 accumulated

@@ -18,8 +18,7 @@ TIERS = ["A", None, "B", "B", None, None]
 
 
 def make(name, **options):
-    comp = plugins.get("loss", name)
-    return comp.impl(comp.Config(**options))
+    return plugins.build("loss", {"name": name, **options})
 
 
 def bce_closed_form(x, y):

@@ -74,3 +74,13 @@ def test_unknown_architecture_lists_valid(manifest, tmp_path):
     bad["model"] = {"name": "resnet1000"}
     with pytest.raises(SpecError, match="bottlenecked_resnet"):
         run(bad)
+
+
+def test_accumulation_steps_is_not_an_option(manifest, tmp_path):
+    """Accumulation follows from effective_batch / micro_batch (per rank under DDP); there is no
+    separate knob, so a spec that sets one fails validation as an unknown field."""
+    from dhs_core.errors import SpecError
+
+    with pytest.raises(SpecError, match="accumulation_steps"):
+        run(spec(manifest, tmp_path / "x", accumulation_steps=2))
+    assert not (tmp_path / "x").exists()

@@ -21,8 +21,7 @@ SMALL_NET = {"name": "bottlenecked_resnet", "base_ch": 4, "blocks": [1, 1, 1, 1]
 
 
 def bce():
-    comp = plugins.get("loss", "bce")
-    return comp.impl(comp.Config())
+    return plugins.build("loss", "bce")
 
 
 def make_trainer(tmp_path, model=None, *, arch=SMALL_NET, loss=None, **train):
@@ -181,8 +180,7 @@ def test_early_stopping(tmp_path):
 
 
 def test_tier_weighting_uses_manifest_tiers(tmp_path):
-    comp = plugins.get("loss", "bce")
-    loss = comp.impl(comp.Config(weighting="tier"))
+    loss = plugins.build("loss", {"name": "bce", "weighting": "tier"})
     ds = ToyLenses(16, seed=3, tiers=True)
     tier_of = dict(zip(ds.ids, ds.tiers))
     t = make_trainer(tmp_path, loss=loss, epochs=1)

@@ -1,4 +1,9 @@
-"""Hook implementations of dhs-inject: this module only wires hooks."""
+"""Hook implementations of dhs-inject: this module only wires hooks.
+
+Implementations are registered as ``"module:attr"`` strings and imported on first use; the
+Configs come from torch-free modules, so listing plugins or validating a spec imports no torch,
+scipy or matplotlib.
+"""
 
 from __future__ import annotations
 
@@ -8,9 +13,9 @@ from dhs_core import hookimpl
 @hookimpl
 def register_data_sources(register):
     from dhs_inject.synthetic.config import SyntheticConfig
-    from dhs_inject.synthetic.source import synthetic_source
 
-    register("synthetic", synthetic_source, config=SyntheticConfig)
+    register("synthetic", "dhs_inject.synthetic.source:synthetic_source", config=SyntheticConfig,
+             summary="Render the DR10-like synthetic survey into ``out_dir`` (manifest, store, truth).")
 
 
 @hookimpl
@@ -22,13 +27,25 @@ def register_commands(app):
 
 @hookimpl
 def register_injectors(register):
-    from dhs_inject.injectors.model1 import Model1Config, model1
-    from dhs_inject.injectors.model2 import Model2Config, model2
-    from dhs_inject.injectors.model3 import Model3Config, model3
+    from dhs_inject.injectors.configs import Model1Config, Model2Config, Model3Config
 
-    register("model1", model1, config=Model1Config)
-    register("model2", model2, config=Model2Config)
-    register("model3", model3, config=Model3Config)
+    register("model1", "dhs_inject.injectors.model1:model1", config=Model1Config,
+             summary="SIE + shear lensing of Sersic (+ clumps) sources into any host, lens shape from the prior.")
+    register("model2", "dhs_inject.injectors.model2:model2", config=Model2Config,
+             summary="Lens q and PA traced by the host's r-band light; LRG-like (DEV/SER) hosts only.")
+    register("model3", "dhs_inject.injectors.model3:model3", config=Model3Config,
+             summary="Real source morphology: lensed HDF/HUDF galaxy stamps, or re-injected real arc residuals.")
+
+
+@hookimpl
+def register_evaluators(register):
+    from dhs_inject.diagnostics.configs import ArcMorphologyConfig, FeatureSpaceConfig
+
+    diag = "dhs_inject.diagnostics"
+    register("feature_space", f"{diag}.feature_space:FeatureSpaceEvaluator", config=FeatureSpaceConfig,
+             summary="Probe AUC and Fréchet distance between real lenses, injections and non-lenses per layer.")
+    register("arc_morphology", f"{diag}.arc_morphology:ArcMorphologyEvaluator", config=ArcMorphologyConfig,
+             summary="KS tests of arc-morphology statistics between real lens residuals and injected arcs.")
 
 
 @hookimpl

@@ -1,41 +1,40 @@
-"""The ``train`` stage (contract 5): trains ``[model]`` with ``[train]`` on the data stage's
-splits, then scores the val and test splits with ``best.pt`` into ``train/scores.parquet``."""
+"""The ``train`` stage: trains ``[model]`` with ``[train]`` on the data stage's splits, then scores
+the val and test splits with ``best.pt`` into ``train/scores.parquet``.
+
+The stage is registered as an instance, so this module imports no torch at module level: torch,
+the trainer and the data loaders are imported inside :meth:`TrainStage.run`.
+"""
 
 from __future__ import annotations
 
 from pathlib import Path
 from typing import Any
 
-import numpy as np
-import pyarrow as pa
-import pyarrow.parquet as pq
-import torch
-
-from dhs_core import Section, Slot, Stage, StageContext
+from dhs_core import Section, Slot, Stage, StageContext, plugins
 from dhs_core.errors import UserError
 from dhs_core.io import atomic_path
 from dhs_core.spec import resolved_dict
-from dhs_models.build import build_from_section
-from dhs_models.layout import ARTIFACTS
-from dhs_models.training.batches import predict
-from dhs_models.training.checkpoint import load_checkpoint
+from dhs_data import layout as data_layout
+from dhs_models.layout import ARTIFACTS, BEST, SCORES
 from dhs_models.training.config import TrainConfig
-from dhs_models.training.trainer import Trainer
 
 
 def build_loss(section: Any) -> Any:
-    from dhs_core import plugins
-
-    comp = plugins.get("loss", section.name, where="train.loss.name")
-    return comp.impl(section)
+    """The loss of a validated ``train.loss`` section."""
+    return plugins.build("loss", section, where="train.loss")
 
 
 def manifest_tiers(data_dir: Path) -> dict[str, str | None]:
-    table = pq.read_table(data_dir / "manifest.parquet", columns=["galaxy_id", "tier"])
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(data_dir / data_layout.MANIFEST, columns=["galaxy_id", "tier"])
     return dict(zip(table.column("galaxy_id").to_pylist(), table.column("tier").to_pylist()))
 
 
 def write_scores(path: Path, rows: list[tuple[str, str, float]]) -> None:
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
     table = pa.table({
         "galaxy_id": pa.array([r[0] for r in rows], pa.string()),
         "split": pa.array([r[1] for r in rows], pa.string()),
@@ -49,6 +48,7 @@ def _init_distributed() -> None:
     """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
     import os
 
+    import torch
     import torch.distributed as dist
 
     if int(os.environ.get("WORLD_SIZE", "1")) > 1 and dist.is_available() and not dist.is_initialized():
@@ -71,8 +71,9 @@ class TrainStage(Stage):
         "train": Section(TrainConfig, description="the training protocol"),
     }
     trigger = "train"
-    needs = ("data/manifest.parquet",)
-    produces = ("train/best.pt", "train/last.pt", "train/metrics.jsonl", "train/scores.parquet")
+    needs = (data_layout.ARTIFACTS["manifest"],)
+    produces = tuple(ARTIFACTS[k] for k in ("best", "last", "metrics", "scores"))
+    artifacts = ARTIFACTS
     inputs = ("data", "preprocess")
     after = ("data",)
     artifacts = ARTIFACTS
@@ -83,11 +84,16 @@ class TrainStage(Stage):
         return section(run_dir)
 
     def run(self, ctx: StageContext) -> dict[str, float]:
+        import numpy as np
+        import torch
+
         from dhs_data.datasets import CutoutDataset
+        from dhs_models import inference
+        from dhs_models.training.trainer import Trainer
 
         spec, cfg = ctx.spec, ctx.spec.train
         _init_distributed()
-        data_dir = ctx.run_dir / "data"
+        data_dir = ctx.run_dir / data_layout.DATA_DIR
         preprocess = getattr(spec, "preprocess", None)
         metadata = getattr(spec.model, "metadata", None)
         columns = tuple(metadata.columns) if metadata is not None else ()
@@ -103,7 +109,7 @@ class TrainStage(Stage):
         # the initial weights are a function of run.seed, like everything else in a run
         torch.manual_seed(ctx.seed_for("init"))
         trainer = Trainer(
-            build_from_section(spec.model), cfg, loss_fn, ctx.stage_dir,
+            inference.build_network(spec.model), cfg, loss_fn, ctx.stage_dir,
             dataset("train", cfg.augment), dataset("val", False),
             seed=ctx.seed, architecture=architecture, preprocess=preprocess_dict,
             spec=resolved_dict(spec), tier_of=tier_of, progress=ctx.progress, log=ctx.log,
@@ -113,10 +119,8 @@ class TrainStage(Stage):
         if not trainer.is_main:
             _barrier()  # wait for rank 0 to write scores.parquet, so every rank sees the outputs
             return {}
-        best = load_checkpoint(ctx.stage_dir / "best.pt", what="best checkpoint")
-        model = build_from_section(spec.model)
-        model.load_state_dict(best["model"])
-        model.to(trainer.device)
+        finder = inference.load_finder(ctx.stage_dir / BEST, device=trainer.device, what="best checkpoint")
+        best = finder.info
         rows: list[tuple[str, str, float]] = []
         for split in ("val", "test"):
             try:
@@ -124,11 +128,9 @@ class TrainStage(Stage):
             except UserError:
                 ctx.log(f"split {split!r} has no cutouts; not scored")
                 continue
-            pred = predict(model, ds, batch_size=cfg.micro_batch, device=trainer.device,
-                           channels_last=False, tier_of=tier_of)
-            probs = torch.sigmoid(pred["logits"].double()).numpy()
-            rows += [(g, split, float(p)) for g, p in zip(pred["galaxy_id"], probs)]
-        write_scores(ctx.stage_dir / "scores.parquet", rows)
+            ids, probs = inference.score_dataset(finder.model, ds, batch_size=cfg.micro_batch, device=trainer.device)
+            rows += [(g, split, float(p)) for g, p in zip(ids, probs)]
+        write_scores(ctx.stage_dir / SCORES, rows)
         _barrier()
         out = {"best_epoch": float(best["epoch"] + 1), f"best_{cfg.monitor}": float(best["best_metric"])}
         out.update({k: float(v) for k, v in (best.get("metrics") or {}).items()

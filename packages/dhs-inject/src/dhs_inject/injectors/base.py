@@ -2,37 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
-
 import numpy as np
 import torch
-from pydantic import Field
 
-from dhs_core import ComponentConfig
 from dhs_inject import engine, noise
 from dhs_inject.errors import require
-from dhs_inject.priors import PriorConfig, draw_clumps, draw_parameters
-
-
-class InjectorConfig(ComponentConfig):
-    """Options common to every injection model."""
-
-    prior: PriorConfig = PriorConfig()  # parameter priors
-    pixel_scale: float = Field(0.262, gt=0)  # arcsec per pixel of the cutouts
-    supersample: int = Field(3, ge=1)  # sub-pixels per pixel side for ray shooting
-    psf: Literal["gaussian", "moffat"] = "gaussian"  # PSF model (FWHM from psfsize_r x band_scale)
-    moffat_beta: float = Field(3.5, gt=1)  # Moffat beta when psf = "moffat"
-    band_scale: tuple[float, float, float] = (1.05, 1.00, 0.94)  # g, r, z FWHM / r FWHM
-    noise: Literal["ring", "psfdepth"] = "ring"  # sky sigma for arc SNR: host outer-ring MAD or psfdepth
-    arc_poisson_gain: float | None = None  # electrons per nanomaggy; None = no arc Poisson noise
-    max_retries: int = Field(5, ge=0)  # new hosts tried after a failed injection
-    dtype: Literal["float32", "float64"] = "float32"  # working precision
-    # Sersic (+ clump) sources always go through the fused ray-shooting kernel of dhs_inject.render;
-    # True runs it compiled by torch.compile (compiled on first use in a process; if that fails, a
-    # warning gives the reason once and it runs eagerly), False runs it eagerly (same maths, no
-    # compile time, several times slower per injection). Pixel-stamp sources (model3) are
-    # rendered by the generic path whatever this says.
-    fast_kernel: bool = True
+from dhs_inject.injectors.configs import InjectorConfig
+from dhs_inject.priors import draw_clumps, draw_parameters
 
 
 class BaseInjector:

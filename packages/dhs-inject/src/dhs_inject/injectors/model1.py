@@ -2,11 +2,8 @@
 
 from __future__ import annotations
 
-from dhs_inject.injectors.base import BaseInjector, InjectorConfig
-
-
-class Model1Config(InjectorConfig):
-    """Model 1 uses only the common injector options."""
+from dhs_inject.injectors.base import BaseInjector
+from dhs_inject.injectors.configs import Model1Config
 
 
 def model1(config: Model1Config) -> BaseInjector:

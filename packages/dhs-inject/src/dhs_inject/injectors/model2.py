@@ -13,7 +13,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from dhs_inject.injectors.base import BaseInjector, InjectorConfig
+from dhs_inject.injectors.base import BaseInjector
+from dhs_inject.injectors.configs import Model2Config
 
 LRG_TYPES = ("DEV", "SER")
 
@@ -43,12 +44,6 @@ def host_shape(r_band: np.ndarray, n_iter: int = 20) -> tuple[float, float]:
     q = float(np.sqrt(vals[0] / vals[1]))
     phi = float(np.arctan2(vecs[1, 1], vecs[0, 1]) % np.pi)
     return q, phi
-
-
-class Model2Config(InjectorConfig):
-    """Model 2 options."""
-
-    min_lens_q: float = 0.3  # floor of the light-traced lens axis ratio
 
 
 class Model2Injector(BaseInjector):

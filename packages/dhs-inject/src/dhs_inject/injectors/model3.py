@@ -21,35 +21,19 @@ the host; magnification is unknown (NaN) and the injected flux is that of the re
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Literal
 
 import numpy as np
 import torch
-from pydantic import Field
 
 from dhs_inject import engine
 from dhs_inject.arc_residuals import extract_arc_residuals, fit_to_size
 from dhs_inject.errors import InjectionParameterError
-from dhs_inject.injectors.base import BaseInjector, InjectorConfig
+from dhs_inject.injectors.base import BaseInjector
+from dhs_inject.injectors.configs import Model3Config
 from dhs_inject.priors import draw_parameters
 from dhs_inject.stamps import hdf_stamps, load_fits_stamps
 
 UNUSED_SERSIC = ("src_n", "src_q", "src_phi")
-
-
-class Model3Config(InjectorConfig):
-    """Model 3 options (the common injector options plus the source-stamp library)."""
-
-    stamp_dir: str | None = None  # directory of FITS source stamps (e.g. HUDF cut-outs); None = HDF galaxies
-    stamp_pixel_scale: float = Field(0.03, gt=0)  # arcsec/pixel of the FITS stamps (HUDF ACS: 0.03)
-    source_size: Literal["prior", "native"] = "prior"  # "prior": half-light radius = drawn src_r_e
-    hdf_min_area: int = Field(40, ge=4)  # HDF segmentation: minimum segment area, HDF pixels
-    hdf_min_snr: float = Field(20.0, gt=0)  # HDF segmentation: minimum segment SNR
-    random_orientation: bool = True  # random rotation by k x 90 degrees and flip of each stamp/arc
-    real_arc_residuals: str | None = None  # .npy of (M, 3, H, W) lens cutouts; inject their extracted arcs
-    arc_filter_size: int = Field(13, ge=3)  # median-filter box (pixels, odd) for arc extraction
-    arc_clip_sigma: float = Field(2.0, ge=0)  # residual pixels below this x robust sigma are zeroed
-    arc_core_radius: float = Field(4.0, ge=0)  # residual zeroed within this radius (pixels) of the centre
 
 
 def _orient(images: np.ndarray, orient: np.ndarray) -> np.ndarray:

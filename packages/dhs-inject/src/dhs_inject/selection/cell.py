@@ -1,7 +1,8 @@
 """One grid cell of the selection function: draw arcs into its hosts, score them, write one file.
 
 A :class:`CellTask` carries only paths, plain dicts and host lists, so it pickles to executor
-workers; the model is loaded lazily in the worker (:func:`dhs_inject.selection.scoring.load_model`).
+workers; the trained finder is loaded lazily in the worker (:func:`dhs_models.inference.load_finder`,
+cached per process) and scores exactly as the train stage scored real cutouts.
 The cell's output is one parquet file, written atomically: one row per validly scored
 injection (score, drawn parameters, host) and, in the schema metadata, the cell's counts.
 Detection is decided later from the stored scores, so a new threshold needs no re-scoring.
@@ -27,7 +28,7 @@ import pyarrow.parquet as pq
 from dhs_core import plugins
 from dhs_core.errors import UserError
 from dhs_core.io import atomic_path
-from dhs_inject.selection.scoring import build_preprocess, load_model, score_images
+from dhs_models.inference import load_finder, score_images
 
 #: parquet schema-metadata key holding a cell's definition and counts
 META_KEY = b"dhs_selection_cell"
@@ -53,15 +54,14 @@ class CellTask:
 
 def cell_injector_config(injector: dict[str, Any], theta_e: float, mag_lo: float, mag_hi: float):
     """(component, config) of the injector with its prior pinned to the cell's theta_E and magnitude bin."""
-    options = dict(injector)
-    name = options.pop("name")
-    comp = plugins.get("injector", str(name), where="selection_function.injector.name")
+    where = "selection_function.injector"
+    comp, _ = plugins.resolve("injector", injector, where=where)
     if "prior" not in comp.Config.model_fields:
-        raise UserError(f"selection_function.injector {name!r} has no 'prior' option, so the grid cannot set "
+        raise UserError(f"selection_function.injector {comp.name!r} has no 'prior' option, so the grid cannot set "
                         "theta_e and the source magnitude per cell; use an injector built on dhs_inject's "
                         "InjectorConfig (model1, model2)")
-    prior = {**dict(options.get("prior") or {}), "theta_e": (theta_e, theta_e), "src_r_mag": (mag_lo, mag_hi)}
-    return comp, comp.Config(**{**options, "prior": prior})
+    prior = {**dict(injector.get("prior") or {}), "theta_e": (theta_e, theta_e), "src_r_mag": (mag_lo, mag_hi)}
+    return plugins.resolve("injector", {**injector, "prior": prior}, where=where)
 
 
 def _read_hosts(store, keys: list[str]) -> tuple[np.ndarray | None, np.ndarray]:
@@ -88,8 +88,8 @@ def run_cell(task: CellTask) -> dict[str, Any]:
     cell = task.cell
     comp, cfg = cell_injector_config(task.injector, cell["theta_e"], cell["source_mag_lo"], cell["source_mag_hi"])
     injector = comp.impl(cfg)
-    model, meta_columns = load_model(task.checkpoint)
-    preprocess = build_preprocess(task.preprocess)
+    finder = load_finder(task.checkpoint, preprocess=task.preprocess, what="selection_function: checkpoint")
+    meta_columns = finder.metadata_columns
     missing = [c for c in meta_columns if c not in task.host_meta]
     if missing:
         raise UserError(f"the model fuses metadata columns {missing} that the manifest lacks")
@@ -117,7 +117,8 @@ def run_cell(task: CellTask) -> dict[str, Any]:
         images, host = batch.images[finite], batch.host_index[finite]
         model_meta = (np.stack([meta[c][host].astype(np.float32) for c in meta_columns], 1)
                       if meta_columns else None)
-        scores = score_images(model, images, preprocess=preprocess, meta=model_meta, batch_size=task.batch_size)
+        scores = score_images(finder.model, images, preprocess=finder.preprocess, meta=model_meta,
+                              batch_size=task.batch_size, device=finder.device)
         valid = np.isfinite(scores)
         if not valid.all():
             failures["nonfinite_score"] = failures.get("nonfinite_score", 0) + int((~valid).sum())

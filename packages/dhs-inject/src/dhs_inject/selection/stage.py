@@ -6,6 +6,10 @@ everything that determines the cell (its definition, injector config, hosts, che
 preprocessor, batch size, seed), so a killed run resumes per finished cell while a changed input
 never reuses a stale cell. Detection (score >= threshold) is applied when aggregating, from the
 stored scores, into ``cells.parquet``; ``meta.json`` records the threshold and every count.
+
+The stage is registered as an instance, so this module imports no torch, scipy or matplotlib at
+module level: the cell worker, the statistics and the plots are imported inside the functions
+that use them.
 """
 
 from __future__ import annotations
@@ -22,14 +26,11 @@ from dhs_core import Section, Stage, StageContext
 from dhs_core.allocator import retain_freed_memory
 from dhs_core.errors import UserError
 from dhs_core.io import atomic_path, sha256_file, write_json
-from dhs_eval import plots
-from dhs_eval.selection import completeness_posterior, fixed_threshold, threshold_at_fpr
+from dhs_data import layout as data_layout
 from dhs_inject.__about__ import __version__
-from dhs_inject.layout import ARTIFACTS
-from dhs_inject.selection import grid as grids
-from dhs_inject.selection.cell import CellTask, cell_injector_config, read_cell, run_cell
+from dhs_inject.layout import ARTIFACTS, CELL_DIR, CELLS, INJECTIONS, META
 from dhs_inject.selection.config import SelectionFunctionConfig
-from dhs_inject.selection.scoring import read_checkpoint
+from dhs_models import layout as models_layout
 
 #: manifest columns handed to the injector with each host
 HOST_COLUMNS = ("galaxy_id", "psfsize_r", "psfdepth_r", "type_bin")
@@ -56,9 +57,11 @@ def select_hosts(manifest: pa.Table, cfg: SelectionFunctionConfig, source: str) 
 
 
 def detection_threshold(cfg: SelectionFunctionConfig, run_dir: Path, manifest: pa.Table):
+    from dhs_eval.selection import fixed_threshold, threshold_at_fpr
+
     if cfg.threshold is not None:
         return fixed_threshold(cfg.threshold)
-    scores = pq.read_table(run_dir / "train" / "scores.parquet")
+    scores = pq.read_table(run_dir / models_layout.ARTIFACTS["scores"])
     scores = scores.filter(pc.equal(scores.column("split"), cfg.threshold_split))
     label = dict(zip(manifest.column("galaxy_id").to_pylist(), manifest.column("label").to_pylist()))
     neg = np.array([s for g, s in zip(scores.column("galaxy_id").to_pylist(),
@@ -66,7 +69,8 @@ def detection_threshold(cfg: SelectionFunctionConfig, run_dir: Path, manifest: p
                    dtype=np.float64)
     thr = threshold_at_fpr(neg, cfg.target_fpr)
     if thr.n_valid == 0:
-        raise UserError(f"selection_function.target_fpr: train/scores.parquet has no validly scored negatives in "
+        raise UserError(f"selection_function.target_fpr: {models_layout.ARTIFACTS['scores']} has no validly scored "
+                        "negatives in "
                         f"split {cfg.threshold_split!r}; set threshold_split to a split with negatives or give "
                         "a fixed threshold")
     return thr
@@ -79,8 +83,9 @@ class SelectionFunctionStage(Stage):
     sections = {"selection_function": Section(SelectionFunctionConfig,
                                               description="injection-recovery grid (theta_E x PSF x depth x source mag)")}
     trigger = "selection_function"
-    needs = ("train/best.pt", "data/manifest.parquet", "train/scores.parquet")
-    produces = ("selection_function/cells.parquet", "selection_function/meta.json")
+    needs = (models_layout.ARTIFACTS["best"], data_layout.ARTIFACTS["manifest"], models_layout.ARTIFACTS["scores"])
+    produces = (ARTIFACTS["cells"], ARTIFACTS["meta"])
+    artifacts = ARTIFACTS
     inputs = ("data", "preprocess", "model", "train")
     after = ("train", "evaluate")
     artifacts = ARTIFACTS
@@ -92,27 +97,29 @@ class SelectionFunctionStage(Stage):
 
     def run(self, ctx: StageContext) -> dict[str, float]:
         from dhs_data.manifest import read_manifest
+        from dhs_inject.selection import grid as grids
+        from dhs_eval import plots
+        from dhs_inject.selection.cell import CellTask, cell_injector_config, run_cell
+        from dhs_eval.selection import completeness_posterior
+        from dhs_models.inference import load_finder
 
         cfg: SelectionFunctionConfig = ctx.spec.selection_function
         retain_freed_memory()  # injection batches reuse freed heap pages (dhs_core.allocator)
-        data_dir, checkpoint = ctx.run_dir / "data", ctx.path("train/best.pt")
+        data_dir, checkpoint = ctx.run_dir / data_layout.DATA_DIR, ctx.path(models_layout.ARTIFACTS["best"])
         preprocess = _dump(getattr(ctx.spec, "preprocess", None))
-        ckpt = read_checkpoint(checkpoint)
-        if "preprocess" in ckpt and ckpt["preprocess"] != preprocess:
-            raise UserError(f"{checkpoint} was trained with preprocess {ckpt['preprocess']!r} but the spec's "
-                            f"[preprocess] is {preprocess!r}; injections must be preprocessed as in training")
+        # refuses a checkpoint trained with another preprocessor: injections must reach the
+        # network exactly as the training cutouts did
+        finder = load_finder(checkpoint, preprocess=preprocess, what="selection_function: checkpoint")
         injector = _dump(cfg.injector)
         cell_injector_config(injector, cfg.theta_e.start, cfg.source_mag_edges[0], cfg.source_mag_edges[1])
-        manifest = read_manifest(data_dir / "manifest.parquet")
-        hosts = select_hosts(manifest, cfg, str(data_dir / "manifest.parquet"))
+        manifest = read_manifest(data_dir / data_layout.MANIFEST)
+        hosts = select_hosts(manifest, cfg, str(data_dir / data_layout.MANIFEST))
         psf = hosts.column("psfsize_r").to_numpy(zero_copy_only=False).astype(float)
         depth = hosts.column("psfdepth_r").to_numpy(zero_copy_only=False).astype(float)
         grid = grids.build_grid(cfg, psf, depth)
-        fusion = ckpt["architecture"].get("metadata") or {}
-        fused = tuple(fusion.get("columns", ())) if isinstance(fusion, dict) else ()
-        columns = {c: hosts.column(c).to_numpy(zero_copy_only=False) for c in (*HOST_COLUMNS, *fused)}
+        columns = {c: hosts.column(c).to_numpy(zero_copy_only=False) for c in (*HOST_COLUMNS, *finder.metadata_columns)}
         keys = np.asarray(hosts.column("cutout_path").to_pylist(), dtype=object)
-        cell_dir = ctx.stage_dir / "cells"
+        cell_dir = ctx.stage_dir / CELL_DIR
         common = {"ckpt": sha256_file(checkpoint), "preprocess": preprocess, "injector": injector,
                   "batch_size": cfg.batch_size, "dhs_inject": __version__}
         tasks, n_hosts = [], {}
@@ -140,10 +147,10 @@ class SelectionFunctionStage(Stage):
                 stale.unlink()
         threshold = detection_threshold(cfg, ctx.run_dir, manifest)
         cells, injections, failures = self._aggregate(tasks, n_hosts, threshold.threshold)
-        with atomic_path(ctx.stage_dir / "cells.parquet") as tmp:
+        with atomic_path(ctx.stage_dir / CELLS) as tmp:
             pq.write_table(pa.table(cells), tmp)
         if injections:
-            with atomic_path(ctx.stage_dir / "injections.parquet") as tmp:
+            with atomic_path(ctx.stage_dir / INJECTIONS) as tmp:
                 pq.write_table(pa.concat_tables(injections, promote_options="default"), tmp)
         total = completeness_posterior(cells["n_detected"].sum(), cells["n_ok"].sum())
         wide = cells["theta_e"] >= 1.0 - 1e-9
@@ -169,7 +176,7 @@ class SelectionFunctionStage(Stage):
                      "psfdepth_r_edges": grid.psfdepth_r_edges, "source_mag_edges": grid.source_mag_edges},
             "cells_computed": stats.get("run"), "cells_reused": stats.get("skipped"), "figures": figures,
         }
-        write_json(ctx.stage_dir / "meta.json", meta)
+        write_json(ctx.stage_dir / META, meta)
         out = {"completeness": float(total["completeness"]), "completeness_theta_e_ge_1": float(total_wide["completeness"]),
                "threshold": float(threshold.threshold), "n_ok": float(meta["n_ok"]), "n_failed": float(meta["n_failed"])}
         if threshold.achieved_fpr is not None:
@@ -177,7 +184,11 @@ class SelectionFunctionStage(Stage):
         return out
 
     @staticmethod
-    def _aggregate(tasks: list[CellTask], n_hosts: dict[str, int], threshold: float):
+    def _aggregate(tasks: list[Any], n_hosts: dict[str, int], threshold: float):
+        from dhs_inject.selection import grid as grids
+        from dhs_inject.selection.cell import read_cell
+        from dhs_eval.selection import completeness_posterior
+
         rows: dict[str, list] = {}
         injections, failures = [], {}
         for task in tasks:

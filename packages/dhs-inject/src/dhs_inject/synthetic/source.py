@@ -20,8 +20,8 @@ import pyarrow.parquet as pq
 
 from dhs_core import io
 from dhs_core.allocator import retain_freed_memory
+from dhs_data.layout import MANIFEST, TRUTH
 from dhs_data.manifest import write_manifest
-from dhs_data.sources.base import MANIFEST, TRUTH
 from dhs_data.stores import ShardWriter, write_npz, write_store_json
 from dhs_inject.synthetic import scenes as sc
 from dhs_inject.synthetic.catalog import build_catalog

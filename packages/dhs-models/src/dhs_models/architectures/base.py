@@ -13,27 +13,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from pydantic import Field
 from torch import nn
 
-from dhs_core import ComponentConfig
 from dhs_core.errors import UserError
-
-
-class MetadataFusionConfig(ComponentConfig):
-    """A small MLP over per-cutout metadata, concatenated to the image features before the head."""
-
-    # manifest columns fed to the MLP, in this order (e.g. ["psfsize_r", "psfdepth_r", "ebv"])
-    columns: tuple[str, ...] = Field(min_length=1)
-    # width of the MLP's hidden and output layers
-    hidden: int = Field(default=32, ge=1)
-
-
-class ArchitectureConfig(ComponentConfig):
-    """Options every architecture accepts."""
-
-    # optional metadata fusion branch; None = image only
-    metadata: MetadataFusionConfig | None = None
+from dhs_models.architectures.configs import MetadataFusionConfig
 
 
 def _metadata_mlp(n_in: int, hidden: int) -> nn.Module:
@@ -79,17 +62,6 @@ class LensClassifier(nn.Module):
                 )
             features = torch.cat([features, self.metadata_mlp(meta.to(features.dtype))], dim=1)
         return self.head(features)
-
-    def head_parameters(self) -> list[nn.Parameter]:
-        """Parameters trained while the backbone is frozen (head and metadata branch)."""
-        params = list(self.head.parameters())
-        if self.metadata_mlp is not None:
-            params += list(self.metadata_mlp.parameters())
-        return params
-
-
-def count_parameters(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
 
 
 def check_pretrained(pretrained: Any, arch: str) -> Path | None:

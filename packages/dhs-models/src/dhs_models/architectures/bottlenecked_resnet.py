@@ -19,21 +19,10 @@ With ``base_ch = 27`` and ``blocks = (5, 5, 4, 2)`` (16 units, 49 weight layers)
 from __future__ import annotations
 
 import torch
-from pydantic import Field
 from torch import nn
 
-from dhs_models.architectures.base import ArchitectureConfig, LensClassifier
-
-
-class BottleneckedResNetConfig(ArchitectureConfig):
-    """Compact pre-activation bottleneck ResNet (CMU DeepLens style), trained from scratch."""
-
-    # channels after the stem; stage widths are base_ch * (1, 2, 4, 8)
-    base_ch: int = Field(default=27, ge=4)
-    # bottleneck units per stage (four stages)
-    blocks: tuple[int, int, int, int] = (5, 5, 4, 2)
-    # dropout before the final linear layer
-    head_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+from dhs_models.architectures.base import LensClassifier
+from dhs_models.architectures.configs import BottleneckedResNetConfig
 
 
 class PreActBottleneck(nn.Module):

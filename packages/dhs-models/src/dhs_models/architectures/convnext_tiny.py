@@ -3,27 +3,15 @@ custom one-logit head."""
 
 from __future__ import annotations
 
-from pydantic import Field
 from torch import nn
 
 from dhs_models.architectures.base import (
-    ArchitectureConfig,
     LensClassifier,
     check_pretrained,
     load_into,
     load_state_dict_file,
 )
-
-
-class ConvNeXtTinyConfig(ArchitectureConfig):
-    """torchvision ConvNeXt-Tiny."""
-
-    # local torchvision ImageNet weights file (convnext_tiny-983f1562.pth)
-    pretrained: str | bool | None = None
-    # dropout before the final Linear(768, 1)
-    head_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
-    # stochastic depth probability (torchvision default 0.1)
-    stochastic_depth: float = Field(default=0.1, ge=0.0, lt=1.0)
+from dhs_models.architectures.configs import ConvNeXtTinyConfig
 
 
 def build_convnext_tiny(config: ConvNeXtTinyConfig) -> LensClassifier:

@@ -5,28 +5,15 @@ With that head the network has exactly 20,178,769 parameters, the count of the p
 
 from __future__ import annotations
 
-from pydantic import Field
 from torch import nn
 
 from dhs_models.architectures.base import (
-    ArchitectureConfig,
     LensClassifier,
     check_pretrained,
     load_into,
     load_state_dict_file,
 )
-
-
-class EfficientNetV2SConfig(ArchitectureConfig):
-    """torchvision EfficientNetV2-S."""
-
-    # local torchvision ImageNet weights file (efficientnet_v2_s-dd5fe13b.pth); ImageNet weights
-    # are never downloaded at run time
-    pretrained: str | bool | None = None
-    # dropout before the final Linear(1280, 1), as in torchvision's classifier
-    head_dropout: float = Field(default=0.2, ge=0.0, lt=1.0)
-    # stochastic depth probability of the MBConv blocks (torchvision default)
-    stochastic_depth: float = Field(default=0.2, ge=0.0, lt=1.0)
+from dhs_models.architectures.configs import EfficientNetV2SConfig
 
 
 def build_efficientnet_v2_s(config: EfficientNetV2SConfig) -> LensClassifier:

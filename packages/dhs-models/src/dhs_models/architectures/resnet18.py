@@ -2,28 +2,15 @@
 
 from __future__ import annotations
 
-from pydantic import Field
 from torch import nn
 
 from dhs_models.architectures.base import (
-    ArchitectureConfig,
     LensClassifier,
     check_pretrained,
     load_into,
     load_state_dict_file,
 )
-
-
-class ResNet18Config(ArchitectureConfig):
-    """torchvision ResNet-18."""
-
-    # 64 px stamps: 3x3 stride-1 first convolution and no max-pool, so the 64 px stamp is not
-    # reduced to 16 px before the first residual block (the ImageNet stem divides by 4)
-    small_input: bool = False
-    # local torchvision ImageNet weights file (resnet18-f37072fd.pth); None = random initialisation
-    pretrained: str | bool | None = None
-    # dropout before the final linear layer
-    head_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+from dhs_models.architectures.configs import ResNet18Config
 
 
 def build_resnet18(config: ResNet18Config) -> LensClassifier:

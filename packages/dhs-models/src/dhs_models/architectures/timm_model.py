@@ -2,26 +2,13 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from dhs_core.errors import UserError
 from dhs_models.architectures.base import (
-    ArchitectureConfig,
     LensClassifier,
     check_pretrained,
     load_state_dict_file,
 )
-
-
-class TimmConfig(ArchitectureConfig):
-    """A timm model used as a feature extractor."""
-
-    # timm model name, e.g. "efficientnet_b0", "resnet26d", "convnext_atto"
-    arch: str = Field(min_length=1)
-    # local timm weights file for `arch`; its classifier weights are ignored
-    pretrained: str | bool | None = None
-    # dropout before the final linear layer
-    head_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
+from dhs_models.architectures.configs import TimmConfig
 
 
 def build_timm(config: TimmConfig) -> LensClassifier:

@@ -5,11 +5,8 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from dhs_models.losses.weighting import WeightedLoss, WeightedLossConfig
-
-
-class BCEConfig(WeightedLossConfig):
-    """BCEWithLogits, (weighted) mean over the batch."""
+from dhs_models.losses.configs import BCEConfig
+from dhs_models.losses.weighting import WeightedLoss
 
 
 class BCELoss(WeightedLoss):

@@ -5,18 +5,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
-from pydantic import Field
 
-from dhs_models.losses.weighting import WeightedLoss, WeightedLossConfig
-
-
-class FocalConfig(WeightedLossConfig):
-    """FL = -alpha_t (1 - p_t)^gamma log(p_t), (weighted) mean over the batch."""
-
-    # focusing parameter; 0 reduces to (alpha-balanced) binary cross-entropy
-    gamma: float = Field(default=2.0, ge=0.0)
-    # weight of the positive class (1 - alpha for negatives); None = no class balancing
-    alpha: float | None = Field(default=0.25, ge=0.0, le=1.0)
+from dhs_models.losses.configs import FocalConfig
+from dhs_models.losses.weighting import WeightedLoss
 
 
 class FocalLoss(WeightedLoss):

@@ -8,30 +8,10 @@ batch of only down-weighted Tier-B lenses still contributes a loss on the usual 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Literal
 
 import torch
-from pydantic import Field, model_validator
 
-from dhs_core import ComponentConfig
-
-
-class WeightedLossConfig(ComponentConfig):
-    """Weighting options every loss accepts."""
-
-    # none: plain mean; sample_weight: the manifest's sample_weight column; tier: tier_weights[tier]
-    weighting: Literal["none", "sample_weight", "tier"] = "none"
-    # weight per lens tier (used with weighting = "tier"), e.g. {A = 1.0, B = 0.5}
-    tier_weights: dict[str, float] = Field(default_factory=lambda: {"A": 1.0, "B": 0.5})
-    # weight of samples without a tier (non-lenses, tier null) under weighting = "tier"
-    untiered_weight: float = Field(default=1.0, ge=0.0)
-
-    @model_validator(mode="after")
-    def _check_tiers(self) -> WeightedLossConfig:
-        bad = {k: v for k, v in self.tier_weights.items() if v < 0}
-        if bad:
-            raise ValueError(f"tier_weights must be >= 0; got {bad}")
-        return self
+from dhs_models.losses.configs import WeightedLossConfig
 
 
 def sample_weights(

@@ -1,4 +1,4 @@
-"""Moving contract-3 batches (dicts from CutoutDataset) through a model, and validation metrics."""
+"""Moving batches of dhs-data sample dicts (from CutoutDataset) through a model, and validation metrics."""
 
 from __future__ import annotations
 

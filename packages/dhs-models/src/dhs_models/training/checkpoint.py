@@ -1,5 +1,6 @@
-"""Checkpoints (contract 8): a plain dict of tensors and builtins, written atomically, read only
-with ``torch.load(..., weights_only=True)`` so a checkpoint can never execute code.
+"""Checkpoints: a plain dict of tensors and builtins, written atomically, read only with
+``torch.load(..., weights_only=True)`` (:func:`dhs_models.inference.read_checkpoint`, the one
+reader) so a checkpoint can never execute code.
 
 Keys: model, architecture (resolved [model] section incl. name), preprocess, epoch (0-based index
 of the last completed epoch), optimizer, scheduler, scaler, best_metric, early_stopping, rng, spec.
@@ -7,7 +8,6 @@ of the last completed epoch), optimizer, scheduler, scaler, best_metric, early_s
 
 from __future__ import annotations
 
-import pickle
 import random
 from pathlib import Path
 from typing import Any
@@ -48,27 +48,6 @@ def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` atomically: a reader or a resumed run never sees half a checkpoint."""
     with atomic_path(path) as tmp:
         torch.save(payload, tmp)
-
-
-def load_checkpoint(path: str | Path, *, what: str = "checkpoint") -> dict[str, Any]:
-    """Read a dhs checkpoint safely; pickled code (any non-tensor object) is refused."""
-    path = Path(path)
-    if not path.is_file():
-        raise UserError(f"{what} {str(path)!r}: no such file")
-    try:
-        ckpt = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as exc:
-        raise UserError(
-            f"{what} {str(path)!r} contains pickled code or objects, which are refused (checkpoints load "
-            f"only with weights_only=True): {str(exc).splitlines()[0]}"
-        ) from None
-    except Exception as exc:
-        raise UserError(f"{what} {str(path)!r} is not a readable torch checkpoint ({type(exc).__name__}: {exc})") from None
-    if not isinstance(ckpt, dict) or "model" not in ckpt or "architecture" not in ckpt:
-        raise UserError(
-            f"{what} {str(path)!r} is not a dhs checkpoint (expected a dict with 'model' and 'architecture')"
-        )
-    return ckpt
 
 
 def check_architecture(ckpt: dict[str, Any], path: str | Path, architecture: dict[str, Any], *, what: str) -> None:

@@ -129,7 +129,3 @@ class TrainConfig(ComponentConfig):
                 f"accumulated over whole micro-batches (e.g. effective_batch = {self.micro_batch * max(1, round(eff / self.micro_batch))})"
             )
         return self
-
-    @property
-    def accumulation_steps(self) -> int:
-        return (self.effective_batch or self.micro_batch) // self.micro_batch

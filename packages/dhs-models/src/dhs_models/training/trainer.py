@@ -30,14 +30,10 @@ from dhs_core.stages import Progress
 # the batched fast path of dhs-data stores (one read per shard per batch); also takes lists of
 # per-sample dicts, so any map-style dataset works
 from dhs_data.datasets import collate
+from dhs_models.inference import read_checkpoint
+from dhs_models.layout import BEST, EPOCH, LAST, METRICS
 from dhs_models.training.batches import batch_tiers, forward, predict, unwrap, validation_metrics
-from dhs_models.training.checkpoint import (
-    check_architecture,
-    load_checkpoint,
-    rng_state,
-    save_checkpoint,
-    set_rng_state,
-)
+from dhs_models.training.checkpoint import check_architecture, rng_state, save_checkpoint, set_rng_state
 from dhs_models.training.config import MONITORABLE, TrainConfig
 from dhs_models.training.schedule import EpochSchedule, phase_at
 
@@ -63,7 +59,7 @@ def _better(value: float, best: float | None, mode: str, min_delta: float = 0.0)
 
 
 class Trainer:
-    """Trains ``model`` on ``train_data`` (contract-3 dicts), validating on ``val_data``."""
+    """Trains ``model`` on ``train_data`` (dhs-data sample dicts: image, label, weight, meta, galaxy_id), validating on ``val_data``."""
 
     def __init__(
         self,
@@ -142,17 +138,17 @@ class Trainer:
 
     def init_from(self, path: str | Path) -> None:
         """Fine-tune: model weights from another run's checkpoint; optimiser and schedule start fresh."""
-        ckpt = load_checkpoint(path, what="train.init_weights")
+        ckpt = read_checkpoint(path, what="train.init_weights")
         check_architecture(ckpt, path, self.architecture, what="train.init_weights")
         unwrap(self.model).load_state_dict(ckpt["model"])
         self.log(f"initialised weights from {path} (epoch {ckpt.get('epoch', -1) + 1})")
 
     def try_resume(self) -> bool:
         """Continue from ``last.pt`` when it belongs to this configuration."""
-        path = self.out_dir / "last.pt"
+        path = self.out_dir / LAST
         if not path.is_file():
             return False
-        ckpt = load_checkpoint(path, what="resume checkpoint")
+        ckpt = read_checkpoint(path, what="resume checkpoint")
         if _resume_signature(ckpt.get("spec") or {}) != _resume_signature(self.spec):
             self.log(f"{path} belongs to a different configuration; training from scratch")
             return False
@@ -224,8 +220,8 @@ class Trainer:
                     if not math.isfinite(value):
                         raise TrainingDiverged(
                             f"training diverged: loss is {value} at epoch {epoch + 1}, batch {i} (0-based); "
-                            f"the last good checkpoint {self.out_dir / 'last.pt'} is kept"
-                            + ("" if (self.out_dir / "last.pt").exists() else " (none was written yet)")
+                            f"the last good checkpoint {self.out_dir / LAST} is kept"
+                            + ("" if (self.out_dir / LAST).exists() else " (none was written yet)")
                         )
                     self.scaler.scale(loss / group_size).backward()
                 if last_in_group:
@@ -302,21 +298,21 @@ class Trainer:
         # best.pt before last.pt: if killed in between, the resumed run redoes this epoch and
         # rewrites both, never leaving a last.pt that is newer than a best it should have replaced
         if metrics.get("best"):
-            save_checkpoint(self.out_dir / "best.pt", payload)
+            save_checkpoint(self.out_dir / BEST, payload)
         k = self.config.checkpoint_every
         if k and (epoch + 1) % k == 0:
-            save_checkpoint(self.out_dir / f"epoch_{epoch + 1:03d}.pt", payload)
-        save_checkpoint(self.out_dir / "last.pt", payload)
+            save_checkpoint(self.out_dir / EPOCH.format(epoch=epoch + 1), payload)
+        save_checkpoint(self.out_dir / LAST, payload)
 
     def _metrics_lines(self) -> list[str]:
-        path = self.out_dir / "metrics.jsonl"
+        path = self.out_dir / METRICS
         return path.read_text().splitlines() if path.is_file() else []
 
     def _append_metrics(self, metrics: Mapping[str, Any]) -> None:
         clean = {k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in metrics.items()}
         lines = [*self._metrics_lines(), json.dumps(clean, sort_keys=True)]
-        write_text(self.out_dir / "metrics.jsonl", "\n".join(lines) + "\n")
+        write_text(self.out_dir / METRICS, "\n".join(lines) + "\n")
 
     def _truncate_metrics(self, start_epoch: int) -> None:
         keep = [ln for ln in self._metrics_lines() if ln.strip() and json.loads(ln)["epoch"] <= start_epoch]
-        write_text(self.out_dir / "metrics.jsonl", "\n".join(keep) + ("\n" if keep else ""))
+        write_text(self.out_dir / METRICS, "\n".join(keep) + ("\n" if keep else ""))

@@ -9,30 +9,25 @@ seed (``context.seed``), so a re-run picks the same cutouts and the same injecti
 
 from __future__ import annotations
 
-import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
-import torch
 
 from dhs_core import plugins
 from dhs_core.errors import UserError
+from dhs_data import layout as data_layout
+from dhs_models import layout as models_layout
+from dhs_models.inference import Finder, load_finder
 
 #: manifest columns handed to the injector with each host (model2 reads type_bin)
 HOST_COLUMNS = ("galaxy_id", "psfsize_r", "psfdepth_r", "type_bin")
-
-
-@dataclass
-class RunModel:
-    """The trained finder of a run, ready to embed and score cutouts."""
-
-    model: torch.nn.Module
-    preprocess: Callable[[np.ndarray], np.ndarray] | None
-    metadata_columns: tuple[str, ...]
+#: what a run directory must hold for these evaluators
+NEEDS = (models_layout.ARTIFACTS["best"], data_layout.ARTIFACTS["manifest"],
+         f"{data_layout.DATA_DIR}/{data_layout.STORE_INFO}")
 
 
 @dataclass
@@ -47,59 +42,22 @@ class Groups:
     counts: dict[str, Any]  # available / drawn per group, injector failures
 
 
-def as_dict(section: Any) -> dict[str, Any]:
-    """A nested component section (validated config with ``.name``, or a plain dict) as a dict."""
-    if hasattr(section, "model_dump"):
-        data = section.model_dump(mode="json")
-        if "name" not in data and getattr(section, "name", None):
-            data["name"] = section.name
-        return data
-    return dict(section)
-
-
 def require_run_dir(context: Any, evaluator: str) -> Path:
     run_dir = getattr(context, "run_dir", None)
     if run_dir is None:
         raise UserError(f"evaluator {evaluator!r} needs the run directory (a trained checkpoint and the data "
                         "store); run it from the evaluate stage of a run with [train]")
     run_dir = Path(run_dir)
-    for artifact in ("train/best.pt", "data/manifest.parquet", "data/store.json"):
+    for artifact in NEEDS:
         if not (run_dir / artifact).is_file():
             raise UserError(f"evaluator {evaluator!r}: {run_dir / artifact} does not exist; it needs a run with "
                             "a data stage and a trained model (train/best.pt)")
     return run_dir
 
 
-def read_spec(run_dir: Path) -> dict[str, Any]:
-    path = run_dir / "spec.resolved.toml"
-    if not path.is_file():
-        return {}
-    with path.open("rb") as fh:
-        return tomllib.load(fh)
-
-
-def load_run_model(run_dir: Path, evaluator: str) -> RunModel:
-    """best.pt rebuilt through the architecture registry; the preprocessor of the run's spec."""
-    from dhs_data.datasets import build_preprocess
-    from dhs_models.build import build_model
-    from dhs_models.training.checkpoint import load_checkpoint
-
-    ckpt = load_checkpoint(run_dir / "train" / "best.pt", what=f"evaluator {evaluator!r}: checkpoint")
-    options = dict(ckpt["architecture"])
-    model = build_model(str(options.pop("name")), **options)
-    model.load_state_dict(ckpt["model"])
-    model.eval()
-    preprocess = read_spec(run_dir).get("preprocess")
-    if ckpt.get("preprocess") is not None and preprocess is not None and ckpt["preprocess"] != preprocess:
-        raise UserError(f"evaluator {evaluator!r}: {run_dir / 'train/best.pt'} was trained with preprocess "
-                        f"{ckpt['preprocess']!r} but {run_dir / 'spec.resolved.toml'} has {preprocess!r}; cutouts "
-                        "must be preprocessed as in training")
-    return RunModel(model, build_preprocess(preprocess), tuple(getattr(model, "metadata_columns", ()) or ()))
-
-
-def model_inputs(images: np.ndarray, preprocess: Callable | None) -> np.ndarray:
-    images = np.asarray(images, dtype=np.float32)
-    return images if preprocess is None or len(images) == 0 else np.asarray(preprocess(images), np.float32)
+def load_run_model(run_dir: Path, evaluator: str) -> Finder:
+    """The run's best.pt rebuilt through the architecture registry, with its training preprocessor."""
+    return load_finder(run_dir / models_layout.ARTIFACTS["best"], what=f"evaluator {evaluator!r}: checkpoint")
 
 
 def _column(table: pa.Table, name: str) -> np.ndarray:
@@ -118,7 +76,7 @@ def draw_groups(run_dir: Path, *, splits: tuple[str, ...], n_per_group: int, inj
     from dhs_data.manifest import read_manifest
     from dhs_data.stores import open_store
 
-    manifest = read_manifest(run_dir / "data" / "manifest.parquet")
+    manifest = read_manifest(run_dir / data_layout.ARTIFACTS["manifest"])
     held = manifest.filter(pc.is_in(manifest.column("split"), pa.array(list(splits), pa.string())))
     missing = [c for c in metadata_columns if c not in manifest.column_names]
     if missing:
@@ -128,7 +86,7 @@ def draw_groups(run_dir: Path, *, splits: tuple[str, ...], n_per_group: int, inj
     pos_rows = rng.permutation(np.flatnonzero(label == 1))[:n_per_group]
     neg_all = rng.permutation(np.flatnonzero(label == 0))
     neg_rows, host_rows = neg_all[:n_per_group], neg_all[n_per_group:2 * n_per_group]
-    store = open_store(run_dir / "data")
+    store = open_store(run_dir / data_layout.DATA_DIR)
     shape = (0, 3, 0, 0)
 
     def images(rows: np.ndarray) -> np.ndarray:
@@ -140,13 +98,11 @@ def draw_groups(run_dir: Path, *, splits: tuple[str, ...], n_per_group: int, inj
     counts: dict[str, Any] = {"splits": list(splits), "available_positives": int((label == 1).sum()),
                               "available_negatives": int((label == 0).sum()), "positives": len(pos_rows),
                               "negatives": len(neg_rows), "hosts": len(host_rows)}
-    spec = as_dict(injector)
-    options = {k: v for k, v in spec.items() if k != "name"}
-    comp = plugins.get("injector", str(spec.get("name")), where=f"evaluate.{evaluator}.injector.name")
+    comp, config = plugins.resolve("injector", injector, where=f"evaluate.{evaluator}.injector")
     if len(hosts):
         host_meta = {c: _column(host_table, c) for c in (*HOST_COLUMNS, *metadata_columns)
                      if c in host_table.column_names}
-        batch = comp.impl(comp.Config(**options)).inject(hosts, host_meta, rng)
+        batch = comp.impl(config).inject(hosts, host_meta, rng)
         injections, arcs, used = batch.images, batch.arcs, np.asarray(batch.host_index, int)
         counts.update(injections=int(batch.n_ok), injection_failures=dict(batch.failures),
                       injection_dropped=int(batch.n_dropped))

@@ -23,40 +23,18 @@ arcs (``<statistic>_ks``) and real vs injected residuals (``<statistic>_ks_resid
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field
 
-from dhs_core import ComponentConfig, Slot
 from dhs_eval.diagnostics import arc_morphology as am
 from dhs_eval.evaluators.base import EvaluationContext
 from dhs_eval.stats import ks_test
-from dhs_models.diagnostics import groups as grp
+from dhs_inject.diagnostics import groups as grp
+from dhs_inject.diagnostics.configs import ArcMorphologyConfig
 
 SAMPLES = ("real", "injected_arcs", "injected_residuals")
-
-
-class ArcMorphologyConfig(ComponentConfig):
-    """Options of the ``arc_morphology`` evaluator."""
-
-    # injection model whose arcs are compared with real lenses (a registered injector, by name)
-    injector: Annotated[Any, Slot("injector")] = {"name": "model1"}
-    # real lenses and injections compared (fewer if the splits hold fewer)
-    n_per_group: int = Field(200, ge=1)
-    # held-out splits the cutouts are drawn from
-    splits: tuple[str, ...] = ("test", "val")
-    # median-filter width (odd, px) that removes the lens galaxy from real lenses and injections
-    median_size: int = Field(7, ge=3)
-    # radial frequency cut (cycles/px) of the high-frequency power fraction
-    k_cut: float = Field(0.25, gt=0.0, lt=0.7)
-    # Gaussian smoothing (px) before gradients are taken
-    smoothing: float = Field(1.0, ge=0.0)
-    # half-width (px) of the annulus around the arc radius of the local variance ratio
-    half_width: float = Field(3.0, gt=0.0)
-    # write arc_morphology_histograms.png
-    plots: bool = True
 
 
 def _summary(values: np.ndarray) -> dict[str, Any]:

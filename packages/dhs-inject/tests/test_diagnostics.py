@@ -1,4 +1,4 @@
-"""Diagnostics evaluators: embedding extraction, and both evaluators end to end through the runner."""
+"""Injection-based diagnostics evaluators: embedding extraction, and both evaluators end to end through the runner."""
 
 from __future__ import annotations
 
@@ -13,14 +13,14 @@ from pydantic import ValidationError
 from dhs_core import plugins, run
 from dhs_core.errors import UserError
 from dhs_eval.evaluators.base import EvaluationContext
+from dhs_inject.diagnostics.embeddings import PENULTIMATE, extract_embeddings, stage_end_layers
 from dhs_models import build_model
-from dhs_models.diagnostics.embeddings import PENULTIMATE, extract_embeddings, stage_end_layers
 
-EVALUATORS = sorted(n for n, c in plugins.components("evaluator").items() if c.distribution == "dhs-models")
+EVALUATORS = sorted(n for n, c in plugins.components("evaluator").items() if c.distribution == "dhs-inject")
 N_PER_GROUP = 12
 
 
-def test_dhs_models_registers_both_diagnostics():
+def test_dhs_inject_registers_both_diagnostics():
     assert EVALUATORS == ["arc_morphology", "feature_space"]
 
 
@@ -74,8 +74,6 @@ def test_embeddings_of_a_torchvision_resnet_are_its_four_layers():
 
 @pytest.fixture(scope="module")
 def diagnosed(tmp_path_factory):
-    if "synthetic" not in plugins.components("data_source") or "model1" not in plugins.components("injector"):
-        pytest.skip("needs dhs-inject (synthetic data source, model1 injector)")
     out = tmp_path_factory.mktemp("diag") / "run"
     # fast_kernel off: compiling the fused kernel costs more than these few injections
     injector = {"name": "model1", "supersample": 1, "fast_kernel": False}
@@ -99,7 +97,7 @@ def diagnosed(tmp_path_factory):
 def test_feature_space_end_to_end(diagnosed):
     res, out, evaluators = diagnosed
     fs = evaluators["feature_space"]
-    assert fs["component"]["distribution"] == "dhs-models"
+    assert fs["component"]["distribution"] == "dhs-inject"
     counts = fs["counts"]
     assert counts["positives"] == min(N_PER_GROUP, counts["available_positives"]) > 0
     assert counts["negatives"] == N_PER_GROUP and 0 < counts["injections"] <= counts["hosts"]
@@ -155,9 +153,6 @@ def test_arc_morphology_end_to_end(diagnosed):
 
 def test_unknown_injector_is_a_spec_error(tmp_path):
     from dhs_core.errors import SpecError
-
-    if "synthetic" not in plugins.components("data_source"):
-        pytest.skip("needs dhs-inject")
     spec = {"run": {"name": "x", "seed": 1, "out_dir": str(tmp_path / "x")},
             "data": {"name": "synthetic", "n_hosts": 20, "stamp": 64},
             "model": {"name": "bottlenecked_resnet", "base_ch": 4, "blocks": [1, 1, 1, 1]},

@@ -2,7 +2,7 @@
 
 A selection function measured by injection-recovery is only as good as the injections are
 realistic *to the network*. This evaluator embeds three held-out groups — real lenses, non-lenses
-and injections into other non-lenses (see :mod:`dhs_models.diagnostics.groups`) — at the
+and injections into other non-lenses (see :mod:`dhs_inject.diagnostics.groups`) — at the
 penultimate layer and at the end of each backbone stage, and reports per layer:
 
 * linear-probe ROC AUC (k-fold cross-validated logistic regression,
@@ -21,44 +21,24 @@ from __future__ import annotations
 
 import math
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from pydantic import Field
+import torch
 
-from dhs_core import ComponentConfig, Slot
 from dhs_eval.diagnostics.feature_space import frechet_distance, linear_probe_auc
 from dhs_eval.evaluators.base import EvaluationContext
 from dhs_eval.metrics import binomial_interval
-from dhs_models.diagnostics import groups as grp
-from dhs_models.diagnostics.embeddings import PENULTIMATE, extract_embeddings
+from dhs_inject.diagnostics import groups as grp
+from dhs_inject.diagnostics.configs import FeatureSpaceConfig
+from dhs_inject.diagnostics.embeddings import PENULTIMATE, extract_embeddings
+from dhs_models.inference import probabilities
 
 #: (name, group a, group b): the probe separates b (1) from a (0)
 PAIRS = (("injections_vs_positives", "positives", "injections"),
          ("positives_vs_negatives", "negatives", "positives"),
          ("injections_vs_negatives", "negatives", "injections"))
-
-
-class FeatureSpaceConfig(ComponentConfig):
-    """Options of the ``feature_space`` evaluator."""
-
-    # injection model whose arcs are compared with real lenses (a registered injector, by name)
-    injector: Annotated[Any, Slot("injector")] = {"name": "model1"}
-    # cutouts per group (real lenses, non-lenses, injections); fewer if the splits hold fewer
-    n_per_group: int = Field(200, ge=1)
-    # held-out splits the groups are drawn from
-    splits: tuple[str, ...] = ("test", "val")
-    # module names to embed (model.named_modules()); None = the end of every backbone stage
-    layers: tuple[str, ...] | None = None
-    # cross-validation folds of the linear probe
-    n_folds: int = Field(5, ge=2)
-    # decision threshold on the sigmoid score for the recall comparison
-    threshold: float = Field(0.5, ge=0.0, le=1.0)
-    # cutouts per forward pass
-    batch_size: int = Field(64, ge=1)
-    # write feature_space_probe_auc.png
-    plots: bool = True
 
 
 def _rate(scores: np.ndarray, threshold: float, key: str = "recall") -> dict[str, Any]:
@@ -113,7 +93,7 @@ class FeatureSpaceEvaluator:
         embeddings: dict[str, dict[str, np.ndarray]] = {}
         scores: dict[str, np.ndarray] = {}
         for group in ("positives", "negatives", "injections"):
-            images = grp.model_inputs(getattr(groups, group), run_model.preprocess)
+            images = run_model.inputs(getattr(groups, group))
             meta = groups.meta[group] if run_model.metadata_columns else None
             if len(images) == 0:
                 embeddings[group], scores[group] = {}, np.zeros(0)
@@ -126,7 +106,8 @@ class FeatureSpaceEvaluator:
 
                 raise UserError(f"evaluate.{self.name}.layers: {exc}") from None
             layers = layers if layers is not None else [k for k in embeddings[group] if k != PENULTIMATE]
-            scores[group] = 1.0 / (1.0 + np.exp(-logits))
+            # the score every other reader of this checkpoint computes (train/scores.parquet, selection)
+            scores[group] = probabilities(torch.from_numpy(logits))
         all_layers = [*(layers or []), PENULTIMATE]
         per_layer: dict[str, Any] = {}
         for layer in all_layers:

@@ -1,0 +1,60 @@
+"""Configs of the injection models (torch-free, so registering the injectors imports no torch).
+
+Every injector built on :class:`~dhs_inject.injectors.base.BaseInjector` accepts the options of
+:class:`InjectorConfig`; the selection function pins its ``prior`` per grid cell.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import Field
+
+from dhs_core import ComponentConfig
+from dhs_inject.priors import PriorConfig
+
+
+class InjectorConfig(ComponentConfig):
+    """Options common to every injection model."""
+
+    prior: PriorConfig = PriorConfig()  # parameter priors
+    pixel_scale: float = Field(0.262, gt=0)  # arcsec per pixel of the cutouts
+    supersample: int = Field(3, ge=1)  # sub-pixels per pixel side for ray shooting
+    psf: Literal["gaussian", "moffat"] = "gaussian"  # PSF model (FWHM from psfsize_r x band_scale)
+    moffat_beta: float = Field(3.5, gt=1)  # Moffat beta when psf = "moffat"
+    band_scale: tuple[float, float, float] = (1.05, 1.00, 0.94)  # g, r, z FWHM / r FWHM
+    noise: Literal["ring", "psfdepth"] = "ring"  # sky sigma for arc SNR: host outer-ring MAD or psfdepth
+    arc_poisson_gain: float | None = None  # electrons per nanomaggy; None = no arc Poisson noise
+    max_retries: int = Field(5, ge=0)  # new hosts tried after a failed injection
+    dtype: Literal["float32", "float64"] = "float32"  # working precision
+    # Sersic (+ clump) sources always go through the fused ray-shooting kernel of dhs_inject.render;
+    # True runs it compiled by torch.compile (compiled on first use in a process; if that fails, a
+    # warning gives the reason once and it runs eagerly), False runs it eagerly (same maths, no
+    # compile time, several times slower per injection). Pixel-stamp sources (model3) are
+    # rendered by the generic path whatever this says.
+    fast_kernel: bool = True
+
+
+class Model1Config(InjectorConfig):
+    """Model 1 uses only the common injector options."""
+
+
+class Model2Config(InjectorConfig):
+    """Model 2 options."""
+
+    min_lens_q: float = 0.3  # floor of the light-traced lens axis ratio
+
+
+class Model3Config(InjectorConfig):
+    """Model 3 options (the common injector options plus the source-stamp library)."""
+
+    stamp_dir: str | None = None  # directory of FITS source stamps (e.g. HUDF cut-outs); None = HDF galaxies
+    stamp_pixel_scale: float = Field(0.03, gt=0)  # arcsec/pixel of the FITS stamps (HUDF ACS: 0.03)
+    source_size: Literal["prior", "native"] = "prior"  # "prior": half-light radius = drawn src_r_e
+    hdf_min_area: int = Field(40, ge=4)  # HDF segmentation: minimum segment area, HDF pixels
+    hdf_min_snr: float = Field(20.0, gt=0)  # HDF segmentation: minimum segment SNR
+    random_orientation: bool = True  # random rotation by k x 90 degrees and flip of each stamp/arc
+    real_arc_residuals: str | None = None  # .npy of (M, 3, H, W) lens cutouts; inject their extracted arcs
+    arc_filter_size: int = Field(13, ge=3)  # median-filter box (pixels, odd) for arc extraction
+    arc_clip_sigma: float = Field(2.0, ge=0)  # residual pixels below this x robust sigma are zeroed
+    arc_core_radius: float = Field(4.0, ge=0)  # residual zeroed within this radius (pixels) of the centre

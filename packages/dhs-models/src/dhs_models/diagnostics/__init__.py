@@ -1,1 +1,0 @@
-"""Diagnostics evaluators that need the trained network: feature-space separation and arc morphology."""
