@@ -97,10 +97,10 @@ class SelectionFunctionStage(Stage):
 
     def run(self, ctx: StageContext) -> dict[str, float]:
         from dhs_data.manifest import read_manifest
-        from dhs_inject.selection import grid as grids
         from dhs_eval import plots
-        from dhs_inject.selection.cell import CellTask, cell_injector_config, run_cell
         from dhs_eval.selection import completeness_posterior
+        from dhs_inject.selection import grid as grids
+        from dhs_inject.selection.cell import CellTask, cell_injector_config, run_cell
         from dhs_models.inference import load_finder
 
         cfg: SelectionFunctionConfig = ctx.spec.selection_function
@@ -185,9 +185,9 @@ class SelectionFunctionStage(Stage):
 
     @staticmethod
     def _aggregate(tasks: list[Any], n_hosts: dict[str, int], threshold: float):
+        from dhs_eval.selection import completeness_posterior
         from dhs_inject.selection import grid as grids
         from dhs_inject.selection.cell import read_cell
-        from dhs_eval.selection import completeness_posterior
 
         rows: dict[str, list] = {}
         injections, failures = [], {}

@@ -65,3 +65,8 @@ class SyntheticConfig(DataSourceConfig):
         if any(w < 0 for w in self.confuser_mix.values()) or sum(self.confuser_mix.values()) <= 0:
             raise ValueError("confuser_mix weights must be >= 0 with a positive sum")
         return self
+
+    def stamp_size(self) -> int:
+        """The stamp is set by the spec, so the data stage can check the preprocessor against it
+        before anything is rendered."""
+        return int(self.stamp)
