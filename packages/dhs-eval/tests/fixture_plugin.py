@@ -6,6 +6,7 @@ MODEL_CARD.md, as any third-party stage would."""
 from __future__ import annotations
 
 import json
+import os
 from contextlib import contextmanager
 from typing import Iterator
 
@@ -70,7 +71,10 @@ def make_scores(manifest: pa.Table, n_nan: int, seed: int = 1) -> pa.Table:
 
 
 class FixtureDataStage(Stage):
-    name = "fixture_data"
+    # stands in for dhs-data's stage: the same stage name and artifact keys, so the evaluate stage
+    # finds the manifest with dhs_core.artifact("data", "manifest") as it does in a real run
+    name = "data"
+    artifacts = {"manifest": "data/manifest.parquet", "truth": "data/truth.parquet"}
     sections = {"fixture_data": Section(FixtureData)}
     trigger = "fixture_data"
     produces = ("data/manifest.parquet", "data/data_report.json")
@@ -88,7 +92,8 @@ class FixtureDataStage(Stage):
 
 
 class FixtureTrainStage(Stage):
-    name = "fixture_train"
+    name = "train"
+    artifacts = {"scores": "train/scores.parquet", "metrics": "train/metrics.jsonl"}
     sections = {"fixture_train": Section(FixtureTrain)}
     trigger = "fixture_train"
     needs = ("data/manifest.parquet",)
@@ -110,7 +115,8 @@ class FixtureTrainStage(Stage):
 
 
 class FixtureSelectionStage(Stage):
-    name = "fixture_selection"
+    name = "selection_function"
+    artifacts = {"cells": "selection_function/cells.parquet"}
     sections = {"fixture_selection": Section(FixtureSelection)}
     trigger = "fixture_selection"
     produces = ("selection_function/cells.parquet",)
@@ -137,15 +143,25 @@ class FixtureSelectionStage(Stage):
 class FixturePlugin:
     @hookimpl
     def register_stages(self, register):
-        register("fixture_data", FixtureDataStage())
-        register("fixture_train", FixtureTrainStage())
-        register("fixture_selection", FixtureSelectionStage())
+        register("data", FixtureDataStage())
+        register("train", FixtureTrainStage())
+        register("selection_function", FixtureSelectionStage())
 
 
 @contextmanager
 def fixture_stages() -> Iterator[None]:
+    """The fixture stages in place of the real data/train/selection-function stages: the packages
+    that provide those are blocked (when installed) so the names do not clash."""
+    saved = os.environ.get("DHS_DISABLE_PLUGINS")
+    os.environ["DHS_DISABLE_PLUGINS"] = "dhs-data,dhs-models,dhs-inject"
+    plugins.reset()
     plugins.register_plugin(FixturePlugin(), name=PLUGIN_NAME, distribution="dhs-eval-tests")
     try:
         yield
     finally:
         plugins.unregister_plugin(PLUGIN_NAME)
+        if saved is None:
+            os.environ.pop("DHS_DISABLE_PLUGINS", None)
+        else:
+            os.environ["DHS_DISABLE_PLUGINS"] = saved
+        plugins.reset()

@@ -61,8 +61,8 @@ def test_evaluate_and_report_end_to_end(tmp_path):
             assert (run / "evaluate" / png).stat().st_size > 1000
         card = (run / "MODEL_CARD.md").read_text()
         # run-level parts, then every enabled stage's own section in pipeline order, then artifacts
-        section_of = {"fixture_data": "## Data (fixture)", "fixture_train": "## Training run (fixture)",
-                      "evaluate": "## Evaluation metrics", "fixture_selection": "## Selection function (fixture)"}
+        section_of = {"data": "## Data (fixture)", "train": "## Training run (fixture)",
+                      "evaluate": "## Evaluation metrics", "selection_function": "## Selection function (fixture)"}
         order = [section_of[name] for name in result.stages if name in section_of]  # the order stages ran in
         assert len(order) == 4
         headings = ("## Identification", *order, "## Artifacts", "## Steps to reproduce")
@@ -133,12 +133,12 @@ class ThirdPartyPlugin:
 
 
 def test_a_third_party_stage_section_appears_in_the_model_card(tmp_path):
-    plugins.register_plugin(ThirdPartyPlugin(), name="lensing-census-test", distribution="lensing-census")
-    try:
-        with fixture_stages():
+    with fixture_stages():
+        plugins.register_plugin(ThirdPartyPlugin(), name="lensing-census-test", distribution="lensing-census")
+        try:
             result = dhs_core.run(_spec(tmp_path, fixture_data={"n": 150}, lensing_census={"value": 11}))
-    finally:
-        plugins.unregister_plugin("lensing-census-test")
+        finally:
+            plugins.unregister_plugin("lensing-census-test")
     assert result.stages["lensing_census"] == "ran" and result.stages["report"] == "ran"
     card = (result.run_dir / "MODEL_CARD.md").read_text()
     assert "## Lensing census\n\n- 150 rows counted, value 11" in card
