@@ -93,7 +93,7 @@ def test_fast_kernel_falls_back_to_eager_path_once_with_reason(monkeypatch, capl
             raise RuntimeError("no C++ compiler found")
         return compiled
 
-    monkeypatch.setattr(render, "_compiled_pipeline", broken_compiler)
+    monkeypatch.setattr(render, "_compiled", lambda fn: broken_compiler())
     monkeypatch.setattr(render, "_fast_kernel_failure", None)
     comp = INJECTORS["model1"]
     hosts, meta = _hosts(n=3)
