@@ -93,7 +93,7 @@ def _pixel_moments(mean, sx, sy, sxx, sxy, syy, u, v, h):
 
 def adaptive_sersic_unit_image(lens: dict[str, torch.Tensor], src: dict[str, torch.Tensor],
                                clumps: torch.Tensor | None = None, *, n_pix: int, pixel_scale: float,
-                               max_supersample: int = 27, tolerance: float = 0.01, compile: bool = False,
+                               max_supersample: int = 81, tolerance: float = 0.01, compile: bool = False,
                                moments: bool = False) -> AdaptiveImage:
     """Adaptively supersampled (N, H, W) lensed Sersic (+ clumps) image of a unit-flux source.
 

@@ -41,23 +41,40 @@ def subpixel_grid(n_pix: int, pixel_scale: float, supersample: int, dtype=torch.
     return x, y
 
 
+def _subpixel_moments(sb: torch.Tensor, s: int) -> torch.Tensor:
+    """(N, 5, H, W) sums of sub-pixel values x (u, v, u^2, u v, v^2) per pixel from an
+    (N, H, s, W, s) sub-pixel array, (u, v) the sub-pixel offsets from the pixel centre in pixels."""
+    off = (torch.arange(s, dtype=sb.dtype, device=sb.device) + 0.5) / s - 0.5
+    u, v = off.reshape(1, 1, 1, 1, s), off.reshape(1, 1, s, 1, 1)
+    return torch.stack([(sb * w).sum(dim=(2, 4)) for w in (u, v, u * u, u * v, v * v)], dim=1)
+
+
 def lensed_unit_image(lens: dict[str, torch.Tensor], source_fn: SourceFn, *, n_pix: int, pixel_scale: float,
-                      supersample: int = 3) -> torch.Tensor:
+                      supersample: int = 3, moments: bool = False):
     """(N, H, W) lensed image in flux per pixel of a source with unit total flux.
 
     ``lens`` holds (N,) tensors theta_e, e1, e2, center_x, center_y, gamma1, gamma2;
     ``source_fn(beta_x, beta_y)`` returns the unit-flux surface brightness (per arcsec^2) at
     (N, H*s, W*s) source-plane positions. The sum of the result is the total magnification.
+    A sub-pixel that falls exactly on the singular lens centre (no defined deflection, no area)
+    is left out of its pixel's mean. With ``moments`` also returns the (N, 5, H, W) light moments
+    of :func:`dhs_inject.psf.convolve_subpixel`.
     """
     ref = lens["theta_e"]
     x, y = subpixel_grid(n_pix, pixel_scale, supersample, ref.dtype, ref.device)
     batched = {k: v.reshape(-1, 1, 1) for k, v in lens.items()}
     bx, by = ray_shoot(x[None], y[None], batched)
-    sb = source_fn(bx, by)
+    regular = ((x[None] - batched["center_x"]) ** 2 + (y[None] - batched["center_y"]) ** 2) > 0
+    sb = torch.where(regular, source_fn(bx, by), 0.0)
     n = sb.shape[0]
     s = supersample
-    mean_sb = sb.reshape(n, n_pix, s, n_pix, s).mean(dim=(2, 4))
-    return mean_sb * pixel_scale**2
+    shape = (n, n_pix, s, n_pix, s)
+    count = regular.expand(sb.shape).reshape(shape).sum(dim=(2, 4)).clamp_min(1)
+    scale = pixel_scale**2 * s * s / count  # mean over the regular sub-pixels, times the pixel area
+    unit = sb.reshape(shape).sum(dim=(2, 4)) / (s * s) * scale
+    if not moments:
+        return unit
+    return unit, _subpixel_moments(sb.reshape(shape), s) / (s * s) * scale[:, None]
 
 
 def _lens_coefficients(lens: dict[str, torch.Tensor]) -> list[torch.Tensor]:
@@ -156,26 +173,33 @@ class _LensedSersic:
         return torch.where(q2 * self.xr0 * self.xr0 + self.yr0 * self.yr0 > 1e-30, 1.0, 0.0)
 
 
-def _sersic_pipeline(x, y, lens_c: list[torch.Tensor], src_c: list[torch.Tensor],
-                     clumps: torch.Tensor | None, pixel_scale: float, supersample: int) -> torch.Tensor:
+def _sersic_pipeline(x, y, lens_c: list[torch.Tensor], src_c: list[torch.Tensor], clumps: torch.Tensor | None,
+                     pixel_scale: float, supersample: int, moments: bool = False) -> torch.Tensor:
     """Mean sub-pixel surface brightness of the lensed Sersic (+ clumps) on the pixel grid (x, y).
 
     The s x s sub-pixel offsets are an unrolled loop of elementwise work on (N, H, W) (no
     supersampled temporary, no reduction axis: the compiled loop vectorises over pixels); the
     per-sample maths is :class:`_LensedSersic`. With odd s the central sub-pixel of a pixel can
     sit exactly on the lens centre; that sample is dropped and the pixel averages the others.
+    With ``moments`` returns a (6, N, H, W) stack: the mean and the light moments of
+    :func:`dhs_inject.psf.convolve_subpixel` (offsets in pixels).
     """
     field = _LensedSersic(x, y, lens_c, src_c, clumps)
     s = supersample
-    offsets = [((i + 0.5) / s - 0.5) * pixel_scale for i in range(s)]
+    units = [(i + 0.5) / s - 0.5 for i in range(s)]
     total = None
-    for oy in offsets:
-        for ox in offsets:
-            sb = field.sample(ox, oy)[0]
+    mom = [None] * 5
+    for v in units:
+        for u in units:
+            sb = field.sample(u * pixel_scale, v * pixel_scale)[0]
             total = sb if total is None else total + sb
-    if s % 2:
-        return total / (s * s - 1 + field.centre_valid())
-    return total / (s * s)
+            if moments:
+                terms = (sb * u, sb * v, sb * (u * u), sb * (u * v), sb * (v * v))
+                mom = [t if m is None else m + t for m, t in zip(mom, terms)]
+    norm = (s * s - 1 + field.centre_valid()) if s % 2 else s * s
+    if moments:
+        return torch.stack([total / norm] + [m / norm for m in mom])
+    return total / norm
 
 
 def _cell_pipeline(x, y, lens_c: list[torch.Tensor], src_c: list[torch.Tensor], clumps: torch.Tensor | None,
@@ -284,7 +308,7 @@ def sersic_coefficients(lens: dict[str, torch.Tensor], src: dict[str, torch.Tens
 
 def sersic_unit_image(lens: dict[str, torch.Tensor], src: dict[str, torch.Tensor],
                       clumps: torch.Tensor | None = None, *, n_pix: int, pixel_scale: float,
-                      supersample: int = 3, compile: bool = False) -> torch.Tensor:
+                      supersample: int = 3, compile: bool = False, moments: bool = False) -> torch.Tensor:
     """(N, H, W) lensed Sersic (+ clumps) image, flux per pixel, for a unit-flux source.
 
     ``src`` holds (N,) tensors flux (flux fraction of the smooth Sersic, 1 without clumps), r_e,
@@ -307,4 +331,6 @@ def sersic_unit_image(lens: dict[str, torch.Tensor], src: dict[str, torch.Tensor
     # over H*W contiguous elements, so only one partial vector per image instead of one per row
     y, x = torch.meshgrid(centre, centre, indexing="ij")
     args = (x[None].contiguous(), y[None].contiguous(), lens_c, src_c, clumps, pixel_scale, supersample)
+    if moments:  # (6, N, H, W): mean, then the light moments (see _sersic_pipeline)
+        return _run_pipeline((*args, True), compile)[:, :n]
     return _run_pipeline(args, compile)[:n]
