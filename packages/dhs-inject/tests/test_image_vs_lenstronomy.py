@@ -62,8 +62,10 @@ def test_lensed_sersic_image_matches_lenstronomy(dtype, compile):
     # zero-flux clump slots (as the injectors pass for clump-less sources): the compiled case then
     # runs the very kernel graph the injectors use, compiled once for the whole test session
     clumps = np.tile([0.0, 0.0, 0.0, 1.0], (4, 4, 1)) if compile else None
+    # fixed grid, PSF on the pixel grid: lenstronomy's default numerics (this checks conventions;
+    # convergence is test_convergence.py's)
     arc = engine.simulate_arcs(p, n_pix=N_PIX, pixel_scale=PIXEL_SCALE, supersample=SUPERSAMPLE,
-                               kernels=kernels, dtype=dtype, compile=compile, clumps=clumps)
+                               kernels=kernels, dtype=dtype, compile=compile, clumps=clumps, psf_convolution="pixel")
     if compile:
         from dhs_inject import render
 

@@ -14,9 +14,9 @@ import numpy as np
 import torch
 
 from dhs_inject import noise, psf
+from dhs_inject.adaptive import adaptive_sersic_unit_image, check_max_supersample
 from dhs_inject.errors import require
 from dhs_inject.lensing import phi_q_to_e1e2
-from dhs_inject.adaptive import adaptive_sersic_unit_image, check_max_supersample
 from dhs_inject.render import lensed_unit_image, sersic_unit_image
 from dhs_inject.sources import band_fluxes, check_sersic, stamp_surface_brightness
 
@@ -46,6 +46,11 @@ class InjectionBatch:
     magnification: np.ndarray  # (n_ok,) total magnification of the source
     arc_snr: np.ndarray  # (n_ok,) matched-filter SNR of the arc over g, r, z
     injected_flux: np.ndarray  # (n_ok, 3) arc flux per band in the stamp (nanomaggies)
+    # (n_ok, 3) noise-free rendered arc flux per band in the stamp (after the PSF, before any arc
+    # Poisson noise) and (n_ok, 3) unlensed source flux: arc_flux / source_flux is the magnification
+    # the image really carries (light the PSF spreads beyond the stamp is not in it)
+    arc_flux: np.ndarray | None = None
+    source_flux: np.ndarray | None = None
     params: dict[str, np.ndarray]  # every drawn parameter, (n_ok,) each
     host_index: np.ndarray  # (n_ok,) row of the host used in the input hosts array
     n_ok: int = 0
