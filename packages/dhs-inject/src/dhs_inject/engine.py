@@ -46,17 +46,17 @@ class InjectionBatch:
     magnification: np.ndarray  # (n_ok,) total magnification of the source
     arc_snr: np.ndarray  # (n_ok,) matched-filter SNR of the arc over g, r, z
     injected_flux: np.ndarray  # (n_ok, 3) arc flux per band in the stamp (nanomaggies)
-    # (n_ok, 3) noise-free rendered arc flux per band in the stamp (after the PSF, before any arc
-    # Poisson noise) and (n_ok, 3) unlensed source flux: arc_flux / source_flux is the magnification
-    # the image really carries (light the PSF spreads beyond the stamp is not in it)
-    arc_flux: np.ndarray | None = None
-    source_flux: np.ndarray | None = None
     params: dict[str, np.ndarray]  # every drawn parameter, (n_ok,) each
     host_index: np.ndarray  # (n_ok,) row of the host used in the input hosts array
     n_ok: int = 0
     n_failed: int = 0  # failed attempts (each retried on a new host)
     n_dropped: int = 0  # requested injections that failed on every retry
     failures: dict[str, int] = field(default_factory=dict)  # reason -> failed attempts
+    # (n_ok, 3) noise-free rendered arc flux per band in the stamp (after the PSF, before any arc
+    # Poisson noise) and (n_ok, 3) unlensed source flux: arc_flux / source_flux is the magnification
+    # the image really carries (light the PSF spreads beyond the stamp is not in it)
+    arc_flux: np.ndarray | None = None
+    source_flux: np.ndarray | None = None
 
 
 def _t(value: Any, dtype: torch.dtype) -> torch.Tensor:
