@@ -21,12 +21,16 @@ from dhs_inject.priors import PriorConfig, draw_clumps, draw_parameters
 from dhs_inject.sources import sersic_surface_brightness
 
 PIXEL_SCALE, BAND_SCALE = 0.262, (1.05, 1.00, 0.94)
-# The reference costs ~0.5 us per sub-pixel ray on 2 cores, so the default run is a fast form:
-# 40 prior draws and 3 per corner at reference level 56 (compact n ~ 3 sources still move by up to
-# ~2 % between 28 and 56, by < 0.4 % between 56 and the adaptive render's 81).
-# DHS_CONVERGENCE_FULL=1 runs the full suite: 200 prior draws, 12 per corner, reference level 84.
+# The reference costs ~0.5-1 us per float64 sub-pixel ray on 2 cores, so the default run is a fast
+# form: 24 prior draws and 2 per corner, the reference at 56 sub-pixels per side for compact
+# sources (R_e < 0.15": n ~ 3 sources still move by up to ~2 % between 28 and 56) and at 28 for the
+# others (28 vs 56 over the R_e >= 0.15" draws of the first 40 of seed 2024: <= 0.08 % in flux,
+# <= 0.15 % of the peak per pixel). DHS_CONVERGENCE_FULL=1 runs the full suite (docs/inject.md):
+# 200 prior draws and 12 per corner, every reference at 56.
 FULL = os.environ.get("DHS_CONVERGENCE_FULL") == "1"
-N_DRAWS, N_CORNER, REF_SUPERSAMPLE = (200, 12, 84) if FULL else (40, 3, 56)
+N_DRAWS, N_CORNER, REF_SUPERSAMPLE = (200, 12, 56) if FULL else (24, 2, 56)
+COMPACT_R_E = 0.15  # arcsec: below it the default run's reference is at REF_SUPERSAMPLE, else half
+CHUNK_RAYS = 1 << 20  # rays per block of the reference: big enough for vectorised ops, small for memory
 
 
 def _subpixel_psf_matrix(fwhm: float, n_pix: int, s: int) -> torch.Tensor:
@@ -44,35 +48,46 @@ def _subpixel_psf_matrix(fwhm: float, n_pix: int, s: int) -> torch.Tensor:
 
 
 def reference_arcs(p, clumps, fwhm_r, n_pix, s=REF_SUPERSAMPLE):
-    """(N, 3, H, W) brute-force arcs (float64), PSF convolved at the sub-pixel scale."""
+    """(N, 3, H, W) brute-force arcs (float64), PSF convolved at the sub-pixel scale.
+
+    All N draws at once, one row of pixels (s sub-pixel rows) at a time: the PSF matrix M is
+    separable, so ``M S M^T`` is the sum over row blocks k of ``M[:, k] (S[k] M^T)`` and no
+    full (H s, W s) sub-pixel plane is ever held (a 51-pixel stamp at s = 56 is 8 M rays)."""
+    n = len(fwhm_r)
     idx = (torch.arange(n_pix * s, dtype=torch.float64) + 0.5) / s - 0.5 - (n_pix - 1) / 2
-    y, x = torch.meshgrid(idx * PIXEL_SCALE, idx * PIXEL_SCALE, indexing="ij")
-    flux = engine.band_fluxes(p["src_r_mag"], p["src_g_r"], p["src_r_z"])
-    out = []
-    for i in range(len(fwhm_r)):
-        ax, ay = sie_deflection(x, y, theta_e=float(p["theta_e"][i]), e1=float(p["lens_e1"][i]),
-                                e2=float(p["lens_e2"][i]), center_x=float(p["lens_x"][i]),
-                                center_y=float(p["lens_y"][i]), dtype=torch.float64)
-        gx, gy = shear_deflection(x, y, gamma1=float(p["gamma1"][i]), gamma2=float(p["gamma2"][i]),
-                                  dtype=torch.float64)
+    coord = idx * PIXEL_SCALE
+    flux = torch.as_tensor(engine.band_fluxes(p["src_r_mag"], p["src_g_r"], p["src_r_z"]), dtype=torch.float64)
+    # (N, 3, H, W s): per draw and band; the Gaussian is circular, so rows and columns share it
+    mats = torch.stack([torch.stack([_subpixel_psf_matrix(float(f) * b, n_pix, s) for b in BAND_SCALE])
+                        for f in fwhm_r])
+    t = {k: torch.as_tensor(np.asarray(v, dtype=float)) for k, v in p.items() if np.ndim(v) == 1}
+    smooth = 1.0 - (torch.as_tensor(clumps[:, :, 0]).sum(1) if clumps is not None else torch.zeros(n))
+    out = torch.zeros(n, 3, n_pix, n_pix, dtype=torch.float64)
+    rows = max(1, CHUNK_RAYS // (n * s * s * n_pix))  # pixel rows per block: ~CHUNK_RAYS rays
+    for row in range(0, n_pix, rows):
+        block = slice(row * s, min(row + rows, n_pix) * s)
+        y, x = torch.meshgrid(coord[block], coord, indexing="ij")
+        x, y = x[None], y[None]  # (1, rows s, W s) against (N,) parameters
+        ax, ay = sie_deflection(x, y, theta_e=t["theta_e"], e1=t["lens_e1"], e2=t["lens_e2"],
+                                center_x=t["lens_x"], center_y=t["lens_y"], dtype=torch.float64)
+        gx, gy = shear_deflection(x, y, gamma1=t["gamma1"], gamma2=t["gamma2"], dtype=torch.float64)
         bx, by = x - ax - gx, y - ay - gy
-        smooth = 1.0 - (clumps[i, :, 0].sum() if clumps is not None else 0.0)
-        sb = sersic_surface_brightness(bx, by, flux=smooth, r_e=float(p["src_r_e"][i]), n=float(p["src_n"][i]),
-                                       e1=float(p["src_e1"][i]), e2=float(p["src_e2"][i]),
-                                       center_x=float(p["src_x"][i]), center_y=float(p["src_y"][i]),
+        sb = sersic_surface_brightness(bx, by, flux=smooth, r_e=t["src_r_e"], n=t["src_n"], e1=t["src_e1"],
+                                       e2=t["src_e2"], center_x=t["src_x"], center_y=t["src_y"],
                                        dtype=torch.float64)
         if clumps is not None:
-            for f, cx, cy, sig in clumps[i]:
-                if f > 0:
-                    r2 = (bx - p["src_x"][i] - cx) ** 2 + (by - p["src_y"][i] - cy) ** 2
-                    sb = sb + f / (2 * math.pi * sig**2) * torch.exp(-0.5 * r2 / sig**2)
-        sub_flux = sb * (PIXEL_SCALE / s) ** 2
-        bands = []
-        for band in range(3):
-            mat = _subpixel_psf_matrix(float(fwhm_r[i]) * BAND_SCALE[band], n_pix, s)
-            bands.append(float(flux[i, band]) * (mat @ sub_flux @ mat.T))
-        out.append(torch.stack(bands))
-    return torch.stack(out)
+            bx, by = bx - t["src_x"].reshape(-1, 1, 1), by - t["src_y"].reshape(-1, 1, 1)
+            for k in range(clumps.shape[1]):
+                f, cx, cy, sig = (torch.as_tensor(clumps[:, k, j], dtype=torch.float64).reshape(-1, 1, 1)
+                                  for j in range(4))
+                if not bool((f > 0).any()):
+                    continue
+                sig = torch.where(f > 0, sig, 1.0)  # zero-flux padding rows
+                r2 = (bx - cx) ** 2 + (by - cy) ** 2
+                sb = sb + f / (2 * math.pi * sig**2) * torch.exp(-0.5 * r2 / sig**2)
+        for i in range(n):  # (3, H, rows s) @ ((rows s, W s) @ (W s, H) per band)
+            out[i] += mats[i, :, :, block] @ (sb[i] @ mats[i].transpose(-1, -2))
+    return out * flux[..., None, None] * (PIXEL_SCALE / s) ** 2  # surface brightness -> flux
 
 
 def _errors(ours: torch.Tensor, ref: torch.Tensor):
@@ -108,13 +123,14 @@ def _check(p, clumps, fwhm_r, tol=0.01, **kwargs):
     """Render every draw by default and by brute force, on stamps sized by theta_E; assert the
     tolerance. Returns per-draw flux and pixel errors and the fraction of pixels refined."""
     n_pix = np.array([_stamp(t, b) for t, b in zip(p["theta_e"], p["beta_frac"])])
+    level = np.where(FULL | (np.asarray(p["src_r_e"]) < COMPACT_R_E), REF_SUPERSAMPLE, REF_SUPERSAMPLE // 2)
     flux_err, pix_err, refined = (np.zeros(len(n_pix)) for _ in range(3))
-    for size in np.unique(n_pix):
-        rows = np.flatnonzero(n_pix == size)
+    for size, s in sorted(set(zip(n_pix.tolist(), level.tolist()))):
+        rows = np.flatnonzero((n_pix == size) & (level == s))
         q = {k: np.asarray(v)[rows] for k, v in p.items()}
         c = clumps[rows] if clumps is not None else None
         arc = _render_default(q, c, fwhm_r[rows], int(size), **kwargs)
-        flux_err[rows], pix_err[rows] = _errors(arc.arcs, reference_arcs(q, c, fwhm_r[rows], int(size)))
+        flux_err[rows], pix_err[rows] = _errors(arc.arcs, reference_arcs(q, c, fwhm_r[rows], int(size), s=s))
         refined[rows] = arc.refined_fraction.numpy()
     worst = int(np.argmax(np.maximum(flux_err, pix_err)))
     detail = {k: round(float(np.asarray(v)[worst]), 4) for k, v in p.items() if np.ndim(v) == 1}
@@ -209,7 +225,8 @@ def test_sis_point_source_magnification_and_unlensed_flux_conservation():
 
 
 def test_adaptive_render_agrees_with_lenstronomy_supersampled_convolution():
-    """Second reference: lenstronomy at supersampling 27 with its sub-pixel PSF convolution."""
+    """Second reference: lenstronomy at supersampling 15 with its sub-pixel PSF convolution
+    (sources of R_e >= 0.15", which 15 sub-pixels per side resolve)."""
     lenstronomy = pytest.importorskip("lenstronomy")  # noqa: F841
     from lenstronomy.Data.imaging_data import ImageData
     from lenstronomy.Data.psf import PSF
@@ -217,10 +234,10 @@ def test_adaptive_render_agrees_with_lenstronomy_supersampled_convolution():
     from lenstronomy.LensModel.lens_model import LensModel
     from lenstronomy.LightModel.light_model import LightModel
 
-    p, _, fwhm_r = _draw(2, seed=11, prior=PriorConfig(theta_e=(0.8, 1.2), src_r_e=(0.1, 0.2), src_n=(1.0, 2.0)),
+    p, _, fwhm_r = _draw(2, seed=11, prior=PriorConfig(theta_e=(0.8, 1.2), src_r_e=(0.15, 0.3), src_n=(1.0, 2.0)),
                          clumpy=False)
     p["src_b_n"] = 1.9992 * p["src_n"] - 0.3271  # lenstronomy's b_n
-    n_pix, s = 19, 27
+    n_pix, s = 19, 15
     arc = _render_default(p, None, fwhm_r, n_pix, dtype=torch.float64)
     ra0 = -(n_pix - 1) / 2 * PIXEL_SCALE
     data = ImageData(image_data=np.zeros((n_pix, n_pix)), ra_at_xy_0=ra0, dec_at_xy_0=ra0,
