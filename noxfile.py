@@ -113,6 +113,8 @@ def lint(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """Run every benchmark in benchmarks/ (``nox -s bench -- --quick`` for the short versions)."""
     _install(session, PACKAGES, set(PACKAGES))
+    # the injection benchmark's optional baselines (bench_inject.py skips caustics when absent)
+    session.install(*CONSTRAINTS, f"{ROOT / 'packages' / 'dhs-inject'}[bench]")
     scripts = sorted((ROOT / "benchmarks").glob("bench_*.py"))
     if not scripts:
         session.log("benchmarks/ holds no bench_*.py yet")
