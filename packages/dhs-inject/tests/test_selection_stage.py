@@ -182,7 +182,7 @@ def test_failed_injections_are_counted_and_never_scored(finished, tmp_path, monk
     monkeypatch.setattr(cell_module, "score_images", spy)
     PickyInjector.attempts.clear()
     with registered(PickyPlugin(), "picky-test", "dhs-inject-tests", "1.0"):
-        result = dhs_core.run(spec(run_dir, injector={"name": "picky", "max_retries": 2}))
+        result = dhs_core.run(spec(run_dir, injector={"name": "picky", "max_retries": 2, "fast_kernel": False}))
     assert result.stages["selection_function"] == "ran"
     sf = run_dir / "selection_function"
     cells = pq.read_table(sf / "cells.parquet").to_pydict()
