@@ -110,7 +110,9 @@ def _read_state(run_dir: Path, stage: str) -> dict[str, Any] | None:
         return None
 
 
-def input_hash(comp: plugins.Component, spec: BaseModel, upstream_tokens: dict[str, str]) -> str:
+def input_hash(
+    comp: plugins.Component, spec: BaseModel, upstream_tokens: dict[str, str], fingerprint: Any = None
+) -> str:
     data = resolved_dict(spec)
     owned = [s for s, section in comp.impl.sections.items() if getattr(section, "hashed", True)]
     sections = sorted({*owned, *comp.impl.inputs})
@@ -123,6 +125,9 @@ def input_hash(comp: plugins.Component, spec: BaseModel, upstream_tokens: dict[s
         "components": sorted(f"{kind}:{name}={c.distribution}=={c.version}" for (kind, name), c in selected.items()),
         "upstream": dict(sorted(upstream_tokens.items())),
     }
+    if fingerprint is not None:
+        # external inputs the spec only names (a manifest changed in place reruns the stage)
+        payload["fingerprint"] = fingerprint
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -232,7 +237,7 @@ def _run_point(
             for a in stage.after:
                 if a in tokens:
                     upstream[a] = tokens[a]
-            h = input_hash(comp, spec, upstream)
+            h = input_hash(comp, spec, upstream, stage.fingerprint(spec, run_dir))
             state = _read_state(run_dir, comp.name)
             done = (
                 state is not None
@@ -251,7 +256,8 @@ def _run_point(
             started, t0 = provenance.now(), time.perf_counter()
             info["stages"][comp.name] = {"started": started, "status": "running"}
             io.write_json(run_dir / layout.RUN_INFO, info)
-            ctx = StageContext(run=run, stage_name=comp.name, executor=executor, progress=progress, log=log)
+            ctx = StageContext(run=run, stage_name=comp.name, executor=executor, progress=progress, log=log,
+                               fresh=force)
             try:
                 metrics = dict(stage.run(ctx) or {})
             except DhsError:
