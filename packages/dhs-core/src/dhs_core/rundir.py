@@ -210,3 +210,29 @@ def write_failure(exc: BaseException) -> str | None:
         return None
     where = exc.filename or "?"
     return f"could not write {where}: {reasons[exc.errno]} ({exc.strerror})"
+
+
+def remove_stale_temporaries(run_dir: Path, depth: int = 3) -> int:
+    """Delete the temporary files of atomic writes (``.<name>.<random>.tmp``, see
+    :func:`dhs_core.io.atomic_path`) that a killed run left in ``run_dir`` and its folders down
+    to ``depth`` levels; the run lock guarantees no other writer owns them. Returns the count."""
+    import re
+
+    pattern = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")
+    removed = 0
+    level = [run_dir]
+    for _ in range(depth):
+        nxt: list[Path] = []
+        for d in level:
+            try:
+                entries = list(os.scandir(d))
+            except OSError:
+                continue
+            for e in entries:
+                if e.is_dir(follow_symlinks=False):
+                    nxt.append(Path(e.path))
+                elif pattern.match(e.name) and e.is_file(follow_symlinks=False):
+                    Path(e.path).unlink(missing_ok=True)
+                    removed += 1
+        level = nxt
+    return removed

@@ -221,6 +221,7 @@ def _run_point(
     if not_enabled:
         raise SpecError(f"--stage {', '.join(sorted(not_enabled))}: not enabled by this spec (its section is absent)")
     run_dir.mkdir(parents=True, exist_ok=True)
+    rundir.remove_stale_temporaries(run_dir)
     log = _file_log(run_dir / layout.LOG, log)
     run = Run(spec, run_dir, spec_path, point.assignments, list(command if command is not None else sys.argv))
     info = provenance.write_start(run, [c.name for c in comps])
@@ -317,6 +318,10 @@ def _run_point(
             pass
         if interrupted and exc is not sys.exc_info()[1]:
             raise exc from None
+        failed_write = rundir.write_failure(exc)
+        if failed_write and not isinstance(exc, DhsError):
+            raise StageError(f"{failed_write}; the run stopped{f' in stage {current!r}' if current else ''}, "
+                             "finished stages are kept") from exc
         raise
     info.update(provenance.torch_info())
     info["status"] = "finished"

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -144,13 +145,28 @@ class Trainer:
         self.log(f"initialised weights from {path} (epoch {ckpt.get('epoch', -1) + 1})")
 
     def try_resume(self) -> bool:
-        """Continue from ``last.pt`` when it belongs to this configuration."""
+        """Continue from ``last.pt`` when it belongs to this configuration.
+
+        A ``last.pt`` that cannot be read (truncated by a full disk, damaged) is moved aside as
+        ``last.pt.damaged-<time>`` with a warning and training starts from scratch: the user
+        never has to delete a file by hand, and the damaged one is kept for inspection.
+        """
         path = self.out_dir / LAST
         if not path.is_file():
             return False
-        ckpt = read_checkpoint(path, what="resume checkpoint")
+        try:
+            ckpt = read_checkpoint(path, what="resume checkpoint")
+        except UserError as exc:
+            if not self.is_main:
+                return False  # rank 0 moves it aside
+            aside = path.with_name(f"{LAST}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+            os.replace(path, aside)
+            self.log(f"warning: {exc}; moved it to {aside.name} and training from scratch")
+            self.clear_outputs()
+            return False
         if _resume_signature(ckpt.get("spec") or {}) != _resume_signature(self.spec):
             self.log(f"{path} belongs to a different configuration; training from scratch")
+            self.clear_outputs()
             return False
         check_architecture(ckpt, path, self.architecture, what="resume checkpoint")
         unwrap(self.model).load_state_dict(ckpt["model"])
@@ -235,10 +251,27 @@ class Trainer:
         return total / max(seen, 1)
 
     # ---- the loop --------------------------------------------------------------------------
+    def clear_outputs(self) -> None:
+        """Remove what an earlier training in this directory wrote (checkpoints and metrics), so
+        a run from scratch leaves exactly what an unbroken run in an empty directory would."""
+        if not self.is_main:
+            return
+        for name in (LAST, BEST, METRICS):
+            (self.out_dir / name).unlink(missing_ok=True)
+        # epoch_NNN.pt of a longer earlier run would otherwise outlive it
+        for old in self.out_dir.glob(EPOCH.split("{")[0] + "*" + EPOCH.rsplit("}", 1)[1]):
+            old.unlink(missing_ok=True)
+
     def fit(self, *, resume: bool = True) -> dict[str, Any]:
-        """Train to ``config.epochs`` (or early stop); returns the last epoch's metrics."""
+        """Train to ``config.epochs`` (or early stop); returns the last epoch's metrics.
+
+        ``resume=False`` (``dhs run --force``) trains from scratch, whatever ``last.pt`` holds.
+        """
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        if not (resume and self.try_resume()) and self.config.init_weights:
+        resumed = resume and self.try_resume()
+        if not resume:
+            self.clear_outputs()
+        if not resumed and self.config.init_weights:
             self.init_from(self.config.init_weights)
         mode = MONITORABLE[self.config.monitor]
         es = self.config.early_stopping
