@@ -4,10 +4,13 @@ and a fingerprint of a run directory's outputs for byte-for-byte comparison."""
 from __future__ import annotations
 
 import hashlib
+import io
 import json
 import os
+import re
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -83,15 +86,55 @@ def dhs_popen(cwd: Path, *args: str, **env: str) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
 
+#: the documented difference between two runs of the same spec: wall-clock seconds and time
+#: stamps (in metrics.jsonl, the checkpoints' last-epoch metrics and MODEL_CARD.md), the command
+#: line, and the card's digests of the files that hold those seconds
+_TIMES = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)?|\(\d+(\.\d+)? s\)")
+_CARD_ROW_OF_TIMED_FILE = re.compile(r"^\| train/(best\.pt|last\.pt|epoch_\d+\.pt|metrics\.jsonl) \|")
+
+
+def _untimed(obj):
+    if isinstance(obj, dict):
+        return {k: _untimed(v) for k, v in obj.items() if k != "seconds"}
+    if isinstance(obj, (list, tuple)):
+        return [_untimed(v) for v in obj]
+    return obj
+
+
+def _digest(path: Path, rel: str) -> str:
+    h = hashlib.sha256()
+    if rel.endswith(".pt"):
+        import torch
+
+        ckpt = _untimed(torch.load(path, map_location="cpu", weights_only=True))
+        buf = io.BytesIO()
+        torch.save(ckpt, buf)  # tensors byte for byte; only the metrics' seconds are dropped
+        with zipfile.ZipFile(buf) as zf:
+            for name in sorted(zf.namelist()):
+                h.update(name.encode() + zf.read(name))
+    elif rel.endswith("metrics.jsonl"):
+        for line in path.read_text().splitlines():
+            h.update(json.dumps(_untimed(json.loads(line)), sort_keys=True).encode())
+    elif rel == "MODEL_CARD.md":
+        for line in path.read_text().splitlines():
+            if line.startswith("- Command:") or _CARD_ROW_OF_TIMED_FILE.match(line):
+                continue
+            h.update(_TIMES.sub("<time>", line).encode())
+    else:
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
 def outputs(run_dir: Path) -> dict[str, str]:
-    """SHA-256 of every output file of a run, by path relative to the run directory; the
-    runner's bookkeeping (``.dhs/``, run_info.json, dhs.log) is left out."""
+    """Digest of every output file of a run, by path relative to the run directory: its bytes,
+    less the documented difference (``_TIMES``). The runner's bookkeeping (``.dhs/``,
+    run_info.json, dhs.log) is left out."""
     out = {}
     for p in sorted(run_dir.rglob("*")):
         rel = p.relative_to(run_dir).as_posix()
         if not p.is_file() or rel.startswith(".dhs/") or rel in NOT_OUTPUTS:
             continue
-        out[rel] = hashlib.sha256(p.read_bytes()).hexdigest()
+        out[rel] = _digest(p, rel)
     return out
 
 
@@ -119,6 +162,7 @@ def reference(tmp_path_factory) -> dict:
     points = []
     for line in log.read_text().splitlines():
         _, phase, path = line.split("\t")
-        points.append((phase, Path(path).relative_to(where / "run").as_posix()))
+        target = Path(path) if Path(path).is_absolute() else where / path
+        points.append((phase, target.relative_to(where / "run").as_posix()))
     return {"dir": where / "run", "outputs": outputs(where / "run"), "points": points,
             "pid": first.pid, "second": second}

@@ -14,11 +14,13 @@ import contextlib
 import json
 import math
 import os
+import random
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler
@@ -280,7 +282,13 @@ class Trainer:
             if es is not None and self.bad_epochs >= es.patience:
                 break
             t0 = time.perf_counter()
-            torch.manual_seed(derive_seed(self.seed, "epoch", epoch))
+            # every generator a step may touch starts the epoch from run.seed: python's and
+            # numpy's global ones too (saved in the checkpoint's RNG state, so it is the same
+            # in every run of a spec)
+            epoch_seed = derive_seed(self.seed, "epoch", epoch)
+            torch.manual_seed(epoch_seed)
+            random.seed(epoch_seed)
+            np.random.seed(epoch_seed & 0xFFFFFFFF)
             lr = self.schedule.set_epoch(epoch)
             train_loss = self.train_epoch(epoch)
             pred = predict(self.model, self.val_data, batch_size=self.config.micro_batch, device=self.device,
@@ -326,7 +334,10 @@ class Trainer:
             "early_stopping": {"best": self.stop_best, "bad_epochs": self.bad_epochs},
             "rng": rng_state(),
             "spec": self.spec,
-            "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))},
+            # wall-clock seconds stay in metrics.jsonl: a checkpoint holds only what the run's
+            # inputs determine, so rerunning a spec rewrites it byte for byte (and the
+            # selection-function cells keyed by its SHA-256 are reused)
+            "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and k != "seconds"},
         }
         # best.pt before last.pt: if killed in between, the resumed run redoes this epoch and
         # rewrites both, never leaving a last.pt that is newer than a best it should have replaced
