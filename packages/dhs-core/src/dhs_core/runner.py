@@ -312,10 +312,8 @@ def _run_point(
             io.write_json(run_dir / layout.RUN_INFO, info)
         except OSError:
             pass  # the directory itself is what failed (read-only, full): the error below says so
-        try:
-            log(f"{status}" + (f" in stage {current}" if current else "") + f": {exc}")
-        except OSError:
-            pass
+        # the log file gets the outcome; the console gets it once, from the CLI's error line
+        _append_log(run_dir / layout.LOG, f"{status}" + (f" in stage {current}" if current else "") + f": {exc}")
         if interrupted and exc is not sys.exc_info()[1]:
             raise exc from None
         failed_write = rundir.write_failure(exc)
@@ -338,13 +336,17 @@ def _file_log(path: Path, log: Callable[[str], None]) -> Callable[[str], None]:
 
     def both(msg: str) -> None:
         log(msg)
-        try:
-            with open(path, "a", encoding="utf-8") as fh:
-                fh.write(f"{provenance.now()} {msg}\n")
-        except OSError:
-            pass  # a full or read-only disk: the failure itself is reported, not the log line
+        _append_log(path, msg)
 
     return both
+
+
+def _append_log(path: Path, msg: str) -> None:
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(f"{provenance.now()} {msg}\n")
+    except OSError:
+        pass  # a full or read-only disk: the failure itself is reported, not the log line
 
 
 def _log_traceback(run_dir: Path, where: str) -> None:
