@@ -8,7 +8,6 @@ from __future__ import annotations
 import random
 import shutil
 import socket
-from pathlib import Path
 
 from conftest import dhs, outputs, run_info, write_spec
 

@@ -14,12 +14,11 @@ import subprocess
 import sys
 
 import pytest
+from test_cli import good  # the fixture spec: stages numbers -> square
 
 from dhs_cli.main import main
 from dhs_core import InterruptedRun
 from dhs_core.testing import FixturePlugin, SquareStage, registered
-
-from test_cli import good  # the fixture spec: stages numbers -> square
 
 
 @pytest.fixture(autouse=True)
