@@ -8,8 +8,12 @@ from __future__ import annotations
 import random
 import shutil
 import socket
+import subprocess
+import sys
+from pathlib import Path
 
-from conftest import dhs, outputs, run_info, write_spec
+import pytest
+from conftest import dhs, dhs_env, outputs, run_info, write_spec
 
 #: files written by every process at start-up: breaking there tests nothing a stage does
 STARTUP = {"run_info.json", "spec.resolved.toml", "plugins.txt"}
@@ -127,3 +131,54 @@ def test_nothing_is_written_into_a_folder_dhs_did_not_make(tmp_path):
     res = dhs(tmp_path, "run", "spec.toml")
     assert res.returncode == 2 and "not a dhs run directory" in res.stderr
     assert mine.read_text() == "keep me" and sorted(p.name for p in (tmp_path / "run").iterdir()) == ["data"]
+
+
+def _private_mounts_work() -> bool:
+    if shutil.which("unshare") is None:
+        return False
+    for args in (["unshare", "-m", "true"], ["unshare", "-rm", "true"]):
+        if subprocess.run(args, capture_output=True).returncode == 0:
+            return True
+    return False
+
+
+def _on_full_disk(tmp_path: Path, *dhs_args: str):
+    """``dhs run`` writing to a real 12 MB tmpfs, mounted in a private mount namespace (so
+    nothing outside this process tree sees it)."""
+    spec = write_spec(tmp_path, SMALL_DISK_SPEC.format(out=tmp_path / "disk" / "run"))
+    (tmp_path / "disk").mkdir(exist_ok=True)
+    flag = "-m" if subprocess.run(["unshare", "-m", "true"], capture_output=True).returncode == 0 else "-rm"
+    run_dir = tmp_path / "disk" / "run"
+    # the run directory lives only inside the namespace: list it and print run_info.json there
+    script = (f'mount -t tmpfs -o size=12m tmpfs "{tmp_path / "disk"}" || exit 99; '
+              f'"{sys.executable}" -m dhs_cli run "{spec}" {" ".join(dhs_args)}; rc=$?; '
+              f'ls -A "{run_dir}" 2>/dev/null; cat "{run_dir / "run_info.json"}" 2>/dev/null; exit $rc')
+    return subprocess.run(["unshare", flag, "sh", "-c", script], env=dhs_env(), capture_output=True,
+                          text=True, timeout=600)
+
+
+SMALL_DISK_SPEC = """
+[run]
+name = "full-disk"
+out_dir = "{out}"
+
+[data]
+name = "synthetic"
+n_hosts = 600
+stamp = 64
+"""
+
+
+@pytest.mark.skipif(not _private_mounts_work(), reason="no private mount namespace here (unshare -m)")
+def test_a_real_full_disk(tmp_path):
+    # the stages' estimate (600 stamps of 3 x 64 x 64 float32, ~30 MB) does not fit in 12 MB
+    refused = _on_full_disk(tmp_path, "--stage", "data")
+    assert refused.returncode == 2, refused.stderr[-3000:]
+    assert "the stages will write about" in refused.stderr and "--no-space-check" in refused.stderr
+    # started anyway, the disk fills up: exit 1 with the path, no SIGBUS, no staging left behind
+    shutil.rmtree(tmp_path / "disk")
+    res = _on_full_disk(tmp_path, "--stage", "data", "--no-space-check")
+    assert res.returncode == 1, (res.returncode, res.stderr[-3000:])  # not 135 (SIGBUS)
+    assert "Traceback" not in res.stderr, res.stderr[-3000:]
+    assert "the disk is full" in res.stderr, res.stderr[-3000:]
+    assert ".data.partial" not in res.stdout and '"status": "failed"' in res.stdout
