@@ -53,12 +53,14 @@ def test_seeded_faults_at_every_stage_then_identical_outputs(reference, tmp_path
     chain = _chain(reference["points"], seed=20261126, n_kills=22)
     stages_hit = {path.split("/")[0] for _, _, path in chain}
     assert {"train", "evaluate", "selection_function", "report"} <= stages_hit
-    fired = []
+    fired, missed = [], []
     previous_killed = False
-    for kind, phase, path in chain:
+    for step, (kind, phase, path) in enumerate(chain):
         res = dhs(where, "run", "spec.toml", DHS_FAULT=f"{kind}@{phase}:{path}")
         if res.returncode == 0:
-            continue  # the resumed run no longer writes there (that work was kept): not a fault
+            # the resumed run finished without reaching this write: the rest cannot fire
+            missed = chain[step:]
+            break
         code, status, words = EXPECT[kind]
         assert res.returncode == code, (kind, phase, path, res.stderr[-2000:])
         assert "Traceback" not in res.stderr, (kind, path, res.stderr[-2000:])
@@ -73,6 +75,7 @@ def test_seeded_faults_at_every_stage_then_identical_outputs(reference, tmp_path
     final = dhs(where, "run", "spec.toml")
     assert final.returncode == 0, final.stderr[-3000:]
     assert run_info(where / "run")["status"] == "finished"
+    assert not missed, {"fired": fired, "never reached": missed}
     assert len([f for f in fired if f[0] == "kill"]) >= 20, fired
     assert {"sigint", "sigterm", "enospc", "eio"} <= {f[0] for f in fired}, fired
     got = outputs(where / "run")
