@@ -18,7 +18,9 @@ import numpy as np
 from dhs_core.errors import DhsError, UserError
 
 #: reasons a cutout is excluded, as written to data_report.json
-REASONS = ("missing", "truncated", "unreadable", "non_finite", "wrong_shape", "outside_root")
+#: (``checksum``: the bytes read differ from the checksum stored with them — a shard index's
+#: CRC-32, an npz member's zip CRC-32, a FITS DATASUM)
+REASONS = ("missing", "truncated", "unreadable", "non_finite", "wrong_shape", "outside_root", "checksum")
 BANDS = ("g", "r", "z")
 #: ``view(block, code)``: a same-shape view of a cutout or block of cutouts (e.g. a dihedral transform)
 ViewFn = Callable[[np.ndarray, int], np.ndarray]
