@@ -149,3 +149,88 @@ def test_shard_writer_writes_plain_npy_without_memory_maps(tmp_path, monkeypatch
     assert np.array_equal(store.get_many(store.keys()), pix)
     assert np.load(tmp_path / "shard_00002.npy").shape == (1, 3, 8, 8)
     assert store.verify() == []
+
+
+def _damaged_shard_data_dir(tmp_path):
+    d, pix = make_data_dir(tmp_path / "d", 24, stamp=16, fmt="shards")
+    xor_middle(d / "shards/shard_00000.npy", n=4096)
+    return d, pix
+
+
+def test_dataset_over_a_damaged_shard_store_stops_when_opened(tmp_path):
+    from dhs_data.datasets import CutoutDataset
+
+    d, _ = _damaged_shard_data_dir(tmp_path)
+    with pytest.raises(DataIntegrityError) as info:
+        CutoutDataset(d, split="train")
+    message = str(info.value)
+    assert "\n" not in message and "checksum" in message and f"dhs data verify {d}" in message
+    # verification when opened can be turned off explicitly; the store still checks each first read
+    unchecked = CutoutDataset(d, split="train", verify=False)
+    with pytest.raises(DataIntegrityError, match="checksum"):
+        [unchecked[i] for i in range(len(unchecked))]
+    with pytest.raises(DataIntegrityError, match="checksum"):
+        unchecked.__getitems__(list(range(len(unchecked))))
+
+
+def test_dataset_over_a_missing_shard_or_npz_file_is_a_data_integrity_error(tmp_path):
+    from dhs_data.datasets import CutoutDataset
+
+    d, _ = make_data_dir(tmp_path / "s", 24, stamp=8, fmt="shards")
+    (d / "shards/shard_00001.npy").unlink()
+    with pytest.raises(DataIntegrityError, match="missing"):
+        CutoutDataset(d, split=None)
+    d, _ = make_data_dir(tmp_path / "n", 8, stamp=8, fmt="npz")
+    (d / "cutouts/c/g0000.npz").unlink()
+    with pytest.raises(DataIntegrityError, match="g0000"):
+        CutoutDataset(d, split="train")
+    (d / "manifest.parquet").write_bytes(b"garbage")
+    with pytest.raises(DataIntegrityError, match="manifest"):
+        CutoutDataset(d, split="train")
+
+
+def _cli():
+    import typer
+
+    from dhs_data.cli import register
+
+    app = typer.Typer()
+    register(app)
+
+    @app.callback()
+    def _root():
+        pass
+
+    return app
+
+
+def test_verify_command_clean_damaged_and_not_a_data_dir(tmp_path):
+    from typer.testing import CliRunner
+
+    from dhs_data.integrity import verify_data_dir
+
+    app = _cli()
+    d, _ = make_data_dir(tmp_path / "d", 24, stamp=16, fmt="shards")
+    res = CliRunner().invoke(app, ["data", "verify", str(d)])
+    assert res.exit_code == 0 and "clean" in res.output and "24 cutouts" in res.output
+    xor_middle(d / "shards/shard_00000.npy", n=4096)
+    (d / "shards/shard_00003.npy").unlink()
+    res = CliRunner().invoke(app, ["data", "verify", str(d), "--out", str(tmp_path / "r.json")])
+    assert res.exit_code == 1 and "DAMAGED" in res.output and "checksum" in res.output
+    report = verify_data_dir(d)
+    assert report["by_reason"]["missing"] == 3 and report["by_reason"]["shard_missing"] == 1
+    assert report["by_reason"]["checksum"] >= 1
+    (d / "shards/index.parquet").unlink()
+    assert verify_data_dir(d)["by_reason"] == {"index_missing": 1}
+    # npz: manifest rows without cutouts, truncated files
+    n, _ = make_data_dir(tmp_path / "n", 6, stamp=8, fmt="npz")
+    (n / "cutouts/c/g0001.npz").unlink()
+    p = n / "cutouts/c/g0002.npz"
+    p.write_bytes(p.read_bytes()[:60])
+    report = verify_data_dir(n)
+    assert report["by_reason"] == {"missing": 1, "truncated": 1} and not report["clean"]
+    (tmp_path / "plain").mkdir()
+    dhs_cli = pytest.importorskip("dhs_cli.main")
+    assert dhs_cli.main(["data", "verify", str(tmp_path / "plain")]) == 2
+    assert dhs_cli.main(["data", "verify", str(n)]) == 1
+    assert dhs_cli.main(["data", "verify", str(d)]) == 1
