@@ -129,7 +129,7 @@ class CutoutDataset(Dataset):
         from dhs_data.stores import CutoutError, ShardStore
 
         if isinstance(self.store, ShardStore):
-            damaged = self.store.verify(self.keys, recheck=False)
+            damaged = self.store.verify(self.keys)
         else:
             damaged = [CutoutError(k, "missing", f"no file {path}") for k in self.keys
                        if not (path := self.store.path(k)).is_file()]
