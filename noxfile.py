@@ -19,7 +19,7 @@ CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
 TEST_TOOLS = ("pytest>=8", "pytest-xdist>=3")
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["lint", "tests", "example_plugin"]
+nox.options.sessions = ["lint", "tests", "example_plugin", "faults"]
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -103,10 +103,18 @@ def example_plugin(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def faults(session: nox.Session) -> None:
+    """The fault-injection suite (tests/faults, docs/reliability.md): the whole pipeline broken
+    at seeded points by SIGKILL, signals, a full disk, damaged files and a concurrent run."""
+    _install(session, PACKAGES, set())
+    _pytest(session, "tests/faults")
+
+
+@nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     """ruff over every package, the examples and the benchmarks."""
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "packages", "examples", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "packages", "examples", "benchmarks", "tests", "noxfile.py")
 
 
 @nox.session(python="3.11")

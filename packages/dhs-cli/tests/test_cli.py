@@ -147,5 +147,5 @@ def test_runtime_failure_exits_1(tmp_path, capsys):
 def test_sweep_from_cli(tmp_path):
     spec = good(tmp_path, '\n[sweep]\n"numbers.n" = [1, 2]\n"square.scale" = [1.0, 2.0]\n')
     assert main(["run", str(spec)]) == 0
-    assert len([d for d in (tmp_path / "run").iterdir() if d.is_dir()]) == 4
+    assert len([d for d in (tmp_path / "run").iterdir() if d.is_dir() and not d.name.startswith(".")]) == 4
     assert (tmp_path / "run/comparison.csv").exists() and (tmp_path / "run/comparison.md").exists()

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dhs_core import plugins
-from dhs_core.errors import DhsError, UserError
+from dhs_core.errors import DhsError, InterruptedRun, UserError
 
 app = typer.Typer(
     name="dhs",
@@ -35,8 +35,15 @@ def run_cmd(
     spec: Path = typer.Argument(..., help="Run spec (TOML)."),
     set_: List[str] = typer.Option([], "--set", help="Override a spec value: a.b=value (repeatable)."),
     stage: List[str] = typer.Option([], "--stage", help="Rerun only this stage (repeatable)."),
-    force: bool = typer.Option(False, "--force", help="Rerun every stage even if its outputs are current."),
-    executor: str | None = typer.Option(None, "--executor", help="Executor by name (replaces [executor])."),
+    force: bool = typer.Option(
+        False, "--force", help="Rerun every stage from scratch, even if its outputs are current (resumes nothing)."
+    ),
+    executor: str | None = typer.Option(
+        None, "--executor", help="Executor by name, e.g. local; replaces the spec's executor section."
+    ),
+    no_space_check: bool = typer.Option(
+        False, "--no-space-check", help="Start even when the disk seems too small for what the stages will write."
+    ),
 ) -> None:
     """Run the pipeline a spec describes; finished stages with unchanged inputs are skipped."""
     from dhs_cli.progress import RichProgress
@@ -46,7 +53,7 @@ def run_cmd(
         result = run(
             spec, set_, stages=stage, force=force, executor=executor, progress=progress,
             log=lambda msg: progress.bar.console.print(f"dhs: {msg}", markup=False, highlight=False, style="dim"),
-            command=["dhs", *sys.argv[1:]],
+            command=["dhs", *sys.argv[1:]], check_space=not no_space_check,
         )
     points = result.points or [result]
     for r in points:
@@ -169,14 +176,21 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         _say("error", exc)
         return exc.exit_code
+    except InterruptedRun as exc:
+        _say("interrupted", f"{exc}; finished work is kept — run the same command again to resume")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _say("interrupted", "by SIGINT")
+        return 130
     except DhsError as exc:
         _say("failed", exc)
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
-        err.print("aborted")
-        return 1
+        # click turns Ctrl-C outside a run (while a spec is read, say) into Abort
+        _say("interrupted", "by SIGINT")
+        return 130
     except Exception as exc:
         # Usage errors of the (vendored) click that typer runs on: print usage, exit 2.
         if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):

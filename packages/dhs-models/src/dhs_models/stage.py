@@ -115,7 +115,7 @@ class TrainStage(Stage):
             spec=resolved_dict(spec), tier_of=tier_of, progress=ctx.progress, log=ctx.log,
             on_epoch_end=ctx.epoch_end,
         )
-        last = trainer.fit(resume=True)
+        last = trainer.fit(resume=not ctx.fresh)  # --force: from scratch
         if not trainer.is_main:
             _barrier()  # wait for rank 0 to write scores.parquet, so every rank sees the outputs
             return {}

@@ -138,13 +138,16 @@ class SelectionFunctionStage(Stage):
         if empty:
             ctx.log(f"selection_function: {len(empty)} cells have no host in their PSF x depth bin "
                     f"(completeness not defined there), e.g. {empty[0]}")
+        if ctx.fresh:  # --force: recompute every cell, reuse none
+            for old in cell_dir.glob("*.parquet"):
+                old.unlink(missing_ok=True)
         ctx.executor.map(run_cell, tasks, progress=ctx.progress, desc="selection-function cells")
         stats = dict(getattr(ctx.executor, "last_stats", {}) or {})
         ctx.log(f"selection_function: {stats.get('run', '?')} cells computed, {stats.get('skipped', '?')} reused")
         keep = {Path(t.output).name for t in tasks}
         for stale in cell_dir.glob("*.parquet"):
             if stale.name not in keep:  # cells of earlier inputs: never mixed into these results
-                stale.unlink()
+                stale.unlink(missing_ok=True)
         threshold = detection_threshold(cfg, ctx.run_dir, manifest)
         cells, injections, failures = self._aggregate(tasks, n_hosts, threshold.threshold)
         with atomic_path(ctx.stage_dir / CELLS) as tmp:

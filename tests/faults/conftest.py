@@ -1,0 +1,168 @@
+"""Shared pieces of the fault-injection suite: a small spec, a ``dhs`` runner in a subprocess,
+and a fingerprint of a run directory's outputs for byte-for-byte comparison."""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import subprocess
+import sys
+import zipfile
+from pathlib import Path
+
+import pytest
+
+# The whole pipeline (data, train, evaluate, selection_function, report) at the smallest size
+# that still exercises every stage: 2 epochs so a kill can fall between them, 4 grid cells so
+# the selection function resumes per cell. The eager injection kernel avoids a compile per
+# process.
+SPEC = """
+[run]
+name = "faults"
+seed = 7
+out_dir = "run"
+
+[data]
+name = "synthetic"
+n_hosts = 160
+stamp = 64
+positive_fraction = 0.3
+
+[preprocess]
+name = "raw_robust"
+annulus = [20, 32]
+
+[model]
+name = "bottlenecked_resnet"
+
+[train]
+epochs = 2
+micro_batch = 32
+effective_batch = 32
+optimizer = { name = "adamw", lr = 2e-3 }
+
+[[evaluate]]
+name = "classification"
+
+[selection_function]
+injector = { name = "model1", fast_kernel = false }
+theta_e = { start = 1.0, stop = 1.5, step = 0.5 }
+psfsize_r_edges = [0.9, 1.3, 1.8]
+source_mag_edges = [20.5, 23.5]
+per_cell = 3
+target_fpr = 1e-1
+host_split = "test"
+"""
+
+#: files that record *how* a run went (times, pids, the log), not what it produced
+NOT_OUTPUTS = ("run_info.json", "dhs.log")
+
+
+def write_spec(where: Path, text: str = SPEC) -> Path:
+    where.mkdir(parents=True, exist_ok=True)
+    spec = where / "spec.toml"
+    spec.write_text(text)
+    return spec
+
+
+def dhs_env(**extra: str) -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("DHS_FAULT")}
+    env.update({"DHS_LOAD_PLUGINS": "builtin", "MPLBACKEND": "Agg", "PYTHONUNBUFFERED": "1"})
+    env.update(extra)
+    return env
+
+
+def dhs(cwd: Path, *args: str, timeout: float = 900, **env: str) -> subprocess.CompletedProcess:
+    """``dhs ARGS`` in ``cwd`` in a fresh process (so a SIGKILL kills only it)."""
+    return subprocess.run([sys.executable, "-m", "dhs_cli", *args], cwd=cwd, env=dhs_env(**env),
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def dhs_popen(cwd: Path, *args: str, **env: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "dhs_cli", *args], cwd=cwd, env=dhs_env(**env),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+
+
+#: the documented difference between two runs of the same spec: wall-clock seconds and time
+#: stamps (in metrics.jsonl, the checkpoints' last-epoch metrics and MODEL_CARD.md), the command
+#: line, and the card's digests of the files that hold those seconds
+_TIMES = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)?|\(\d+(\.\d+)? s\)")
+_CARD_ROW_OF_TIMED_FILE = re.compile(r"^\| train/(best\.pt|last\.pt|epoch_\d+\.pt|metrics\.jsonl) \|")
+
+
+def _untimed(obj):
+    if isinstance(obj, dict):
+        return {k: _untimed(v) for k, v in obj.items() if k != "seconds"}
+    if isinstance(obj, (list, tuple)):
+        return [_untimed(v) for v in obj]
+    return obj
+
+
+def _digest(path: Path, rel: str) -> str:
+    h = hashlib.sha256()
+    if rel.endswith(".pt"):
+        import torch
+
+        ckpt = _untimed(torch.load(path, map_location="cpu", weights_only=True))
+        buf = io.BytesIO()
+        torch.save(ckpt, buf)  # tensors byte for byte; only the metrics' seconds are dropped
+        with zipfile.ZipFile(buf) as zf:
+            for name in sorted(zf.namelist()):
+                h.update(name.encode() + zf.read(name))
+    elif rel.endswith("metrics.jsonl"):
+        for line in path.read_text().splitlines():
+            h.update(json.dumps(_untimed(json.loads(line)), sort_keys=True).encode())
+    elif rel == "MODEL_CARD.md":
+        for line in path.read_text().splitlines():
+            if line.startswith("- Command:") or _CARD_ROW_OF_TIMED_FILE.match(line):
+                continue
+            h.update(_TIMES.sub("<time>", line).encode())
+    else:
+        h.update(path.read_bytes())
+    return h.hexdigest()
+
+
+def outputs(run_dir: Path) -> dict[str, str]:
+    """Digest of every output file of a run, by path relative to the run directory: its bytes,
+    less the documented difference (``_TIMES``). The runner's bookkeeping (``.dhs/``,
+    run_info.json, dhs.log) is left out."""
+    out = {}
+    for p in sorted(run_dir.rglob("*")):
+        rel = p.relative_to(run_dir).as_posix()
+        if not p.is_file() or rel.startswith(".dhs/") or rel in NOT_OUTPUTS:
+            continue
+        out[rel] = _digest(p, rel)
+    return out
+
+
+def run_info(run_dir: Path) -> dict:
+    return json.loads((run_dir / "run_info.json").read_text())
+
+
+@pytest.fixture(scope="session")
+def reference(tmp_path_factory) -> dict:
+    """One unbroken run, every write point logged. While it holds the run directory, a second
+    ``dhs run`` on the same directory is started: what it answers is kept for the lock test."""
+    import time
+
+    where = tmp_path_factory.mktemp("reference")
+    write_spec(where)
+    log = where / "points.log"
+    first = dhs_popen(where, "run", "spec.toml", DHS_FAULT_LOG=str(log))
+    lock = where / "run/.dhs/lock"
+    deadline = time.monotonic() + 300
+    while not lock.exists() and first.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    second = dhs(where, "run", "spec.toml") if first.poll() is None else None
+    out, err = first.communicate(timeout=900)
+    assert first.returncode == 0, err[-3000:]
+    points = []
+    for line in log.read_text().splitlines():
+        _, phase, path = line.split("\t")
+        target = Path(path) if Path(path).is_absolute() else where / path
+        points.append((phase, target.relative_to(where / "run").as_posix()))
+    return {"dir": where / "run", "outputs": outputs(where / "run"), "points": points,
+            "pid": first.pid, "second": second}
