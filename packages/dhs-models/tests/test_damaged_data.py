@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import pytest
-from synthdata import make_survey
-from test_stage import spec
+from synthdata import data_section, make_survey
 
 from dhs_core import run
 from dhs_core.errors import DataIntegrityError
@@ -14,8 +13,11 @@ from dhs_data.pack import pack
 def test_train_stage_refuses_shards_damaged_after_the_data_stage(tmp_path):
     packed = tmp_path / "packed"
     pack(make_survey(tmp_path / "survey"), packed, shard_size=16)
-    s = spec(packed / "manifest.parquet", tmp_path / "r")
-    s["data"].pop("stamp")
+    data = data_section(packed / "manifest.parquet")
+    data.pop("stamp")  # the packed store.json states it
+    s = {"run": {"name": "t", "seed": 3, "out_dir": str(tmp_path / "r")}, "data": data,
+         "model": {"name": "bottlenecked_resnet", "base_ch": 4, "blocks": [1, 1, 1, 1]},
+         "train": {"epochs": 1, "micro_batch": 8, "effective_batch": 16}}
     assert run(s, stages=["data"]).stages["data"] == "ran"
     # 4 KiB in the middle of the first shard flipped in their lowest bit: every pixel stays finite
     shard = packed / "shards/shard_00000.npy"
