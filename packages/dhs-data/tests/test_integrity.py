@@ -165,6 +165,7 @@ def test_dataset_over_a_damaged_shard_store_stops_when_opened(tmp_path):
         CutoutDataset(d, split="train")
     message = str(info.value)
     assert "\n" not in message and "checksum" in message and f"dhs data verify {d}" in message
+    assert "shard_00000.npy" in message  # the damaged file is named
     # verification when opened can be turned off explicitly; the store still checks each first read
     unchecked = CutoutDataset(d, split="train", verify=False)
     with pytest.raises(DataIntegrityError, match="checksum"):

@@ -73,7 +73,7 @@ def test_full_disk_while_writing_is_a_runtime_error_naming_the_path(tmp_path, sr
         run(_spec(tmp_path, src))
     message = str(info.value)
     assert not isinstance(info.value, UserError) and info.value.exit_code == 1
-    assert "no space left" in message and ".data.partial/manifest.parquet" in message and "\n" not in message
+    assert "the disk is full" in message and ".data.partial/manifest.parquet" in message and "\n" not in message
     assert not (tmp_path / "run/.data.partial").exists() and not (tmp_path / "run/data").exists()
 
 

@@ -131,7 +131,7 @@ class CutoutDataset(Dataset):
         if isinstance(self.store, ShardStore):
             damaged = self.store.verify(self.keys)
         else:
-            damaged = [CutoutError(k, "missing", f"no file {path}") for k in self.keys
+            damaged = [CutoutError(k, "missing", f"no file {path}", path=path) for k in self.keys
                        if not (path := self.store.path(k)).is_file()]
         if damaged:
             what = "cutouts" if self.split is None else f"cutouts of split {self.split!r}"

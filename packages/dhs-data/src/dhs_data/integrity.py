@@ -34,8 +34,10 @@ def damage_error(data_dir: str | Path, errors: Sequence, n: int, *, what: str = 
     """One-line :class:`DataIntegrityError` naming the damaged cutouts and the command that lists them all."""
     shown = "; ".join(f"{e.key} ({e.reason})" for e in errors[:SHOWN])
     more = f" and {len(errors) - SHOWN} more" if len(errors) > SHOWN else ""
+    files = list(dict.fromkeys(e.path for e in errors if getattr(e, "path", None)))
+    where = f" in {', '.join(files[:3])}{' ...' if len(files) > 3 else ''}" if files else ""
     return DataIntegrityError(
-        f"{data_dir}: {len(errors)} of {n} {what} are damaged {by_reason(errors)}: {shown}{more}. The data stage "
+        f"{data_dir}: {len(errors)} of {n} {what} are damaged {by_reason(errors)}{where}: {shown}{more}. The data stage "
         f"checked them when it wrote this directory, so the stored files changed since; run `dhs data verify "
         f"{data_dir}` for the full list, then restore the files or rerun the data stage"
     )

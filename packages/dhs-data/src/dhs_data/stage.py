@@ -130,17 +130,15 @@ def _swap_in(staging: Path, final: Path, previous: Path) -> None:
 
 
 def write_error(exc: OSError, staging: Path) -> StageError:
-    """A one-line runtime failure for an OSError raised while the data stage wrote ``staging``."""
-    where = exc.filename or staging
-    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
-        what = "no space left on the device (or the disk quota is exhausted)"
-    elif exc.errno == errno.EIO:
-        what = "the device reported an I/O error"
-    else:
-        what = exc.strerror or str(exc)
-    verb = "cannot write" if str(where).startswith(str(staging)) else "failed on"
-    return StageError(f"data stage: {verb} {where}: {what} [{errno.errorcode.get(exc.errno or 0, exc.errno)}]; "
-                      f"the partial output {staging} was removed")
+    """A one-line runtime failure for an OSError raised while the data stage wrote ``staging``
+    (worded like the runner's, :func:`dhs_core.rundir.write_failure`)."""
+    from dhs_core.rundir import write_failure
+
+    if exc.filename is None:
+        exc = OSError(exc.errno, exc.strerror or str(exc), str(staging))
+    described = write_failure(exc) or (f"failed on {exc.filename}: {exc.strerror or exc} "
+                                       f"[{errno.errorcode.get(exc.errno or 0, exc.errno)}]")
+    return StageError(f"data stage: {described}; the partial output {staging} was removed")
 
 
 class DataStage(Stage):

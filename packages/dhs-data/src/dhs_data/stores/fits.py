@@ -46,7 +46,7 @@ class FitsStore(PerFileStore):
 
         path = self.path(key)
         if not path.is_file():
-            raise CutoutError(key, "missing", f"no file {path}")
+            raise CutoutError(key, "missing", f"no file {path}", path=path)
         try:
             with warnings.catch_warnings():
                 # astropy only warns on a short data section; make it an error we can classify
@@ -61,7 +61,7 @@ class FitsStore(PerFileStore):
             text = str(exc).lower()
             reason = ("checksum" if "checksum verification failed" in text or "datasum verification failed" in text
                       else "truncated" if size % 2880 != 0 or "truncated" in text else "unreadable")
-            raise CutoutError(key, reason, f"{type(exc).__name__}: {exc}") from exc
+            raise CutoutError(key, reason, f"{type(exc).__name__}: {exc}", path=path) from exc
         if expected is not None and path.stat().st_size < expected:
             raise CutoutError(key, "truncated", f"file has {path.stat().st_size} bytes, header needs {expected}")
         if arr is None:

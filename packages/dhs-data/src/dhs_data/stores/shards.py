@@ -264,13 +264,13 @@ class ShardStore:
             return m
         path = self.root / shard_name(shard)
         if not path.is_file():
-            raise CutoutError(key, "missing", f"shard file {path} is missing")
+            raise CutoutError(key, "missing", f"shard file {path} is missing", path=path)
         try:
             # a plain ndarray view of the np.memmap (which it keeps alive): np.memmap's per-index
             # subclass bookkeeping is measurable on the batched path
             m = np.asarray(np.load(path, mmap_mode="r", allow_pickle=False))
         except (ValueError, OSError) as exc:  # a short file cannot be mapped to its header's shape
-            raise CutoutError(key, "truncated", f"shard {path.name}: {exc}") from exc
+            raise CutoutError(key, "truncated", f"shard {path.name}: {exc}", path=path) from exc
         self._maps[shard] = m
         self._last = shard
         while len(self._maps) > self.max_open:
@@ -283,7 +283,8 @@ class ShardStore:
         if crc != int(self._crc[i]):
             raise CutoutError(key, "checksum", f"CRC-32 {crc:08x} of the bytes read differs from {int(self._crc[i]):08x} "
                                                f"in {self.root / INDEX} (shard {shard_name(int(self._shard[i]))}, "
-                                               f"row {int(self._row[i])})")
+                                               f"row {int(self._row[i])})",
+                              path=self.root / shard_name(int(self._shard[i])))
         self._verified[i] = True
 
     def get(self, key: str, *, verify: bool | None = None) -> np.ndarray:
@@ -345,7 +346,8 @@ class ShardStore:
         rows = self._row[pos].astype(np.int64)
         bad: list[CutoutError] = []
         if not path.is_file():
-            return pos[:0], [CutoutError(all_keys[i], "missing", f"shard file {path} is missing") for i in pos]
+            return pos[:0], [CutoutError(all_keys[i], "missing", f"shard file {path} is missing", path=path)
+                             for i in pos]
         try:
             with open(path, "rb") as fh:
                 version = np.lib.format.read_magic(fh)
@@ -357,7 +359,8 @@ class ShardStore:
                 row_shape = tuple(shape[1:])
                 if (len(shape) != 4 or fortran or dtype != np.dtype("<f4") or row_shape[0] != 3
                         or (self.stamp is not None and row_shape[1:] != (self.stamp, self.stamp))):
-                    return pos[:0], [CutoutError(all_keys[i], "wrong_shape", f"shard {path.name} holds {shape} {dtype}")
+                    return pos[:0], [CutoutError(all_keys[i], "wrong_shape", f"shard {path.name} holds {shape} {dtype}",
+                                                     path=path)
                                      for i in pos]
                 row_bytes = int(np.prod(row_shape)) * 4
                 available = min(int(shape[0]), (size - offset) // row_bytes)
@@ -367,7 +370,7 @@ class ShardStore:
                     i, row = int(pos[j]), int(rows[j])
                     if row >= available:
                         why = f"row {row} beyond the {available} complete row(s) of {path.name}"
-                        bad.append(CutoutError(all_keys[i], "truncated", why))
+                        bad.append(CutoutError(all_keys[i], "truncated", why, path=path))
                         continue
                     fh.seek(offset + row * row_bytes)
                     fh.readinto(buf)
@@ -377,9 +380,10 @@ class ShardStore:
                     else:
                         bad.append(CutoutError(all_keys[i], "checksum",
                                                f"CRC-32 {crc:08x} differs from {int(self._crc[i]):08x} in the index "
-                                               f"({path.name}, row {row})"))
+                                               f"({path.name}, row {row})", path=path))
         except (ValueError, OSError) as exc:  # an unreadable header, an I/O error
-            return pos[:0], [CutoutError(all_keys[i], "unreadable", f"shard {path.name}: {exc}") for i in pos]
+            return pos[:0], [CutoutError(all_keys[i], "unreadable", f"shard {path.name}: {exc}", path=path)
+                             for i in pos]
         return pos[ok], bad
 
     def get_many(self, keys: Sequence[str], *, codes: Sequence[int] | np.ndarray | None = None,
