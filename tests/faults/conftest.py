@@ -87,10 +87,13 @@ def dhs_popen(cwd: Path, *args: str, **env: str) -> subprocess.Popen:
 
 
 #: the documented difference between two runs of the same spec: wall-clock seconds and time
-#: stamps (in metrics.jsonl, the checkpoints' last-epoch metrics and MODEL_CARD.md), the command
-#: line, and the card's digests of the files that hold those seconds
+#: stamps (in metrics.jsonl and MODEL_CARD.md), the command line, the selection function's
+#: count of cells computed vs reused, and the card's digests of the files that hold them
 _TIMES = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)?|\(\d+(\.\d+)? s\)")
-_CARD_ROW_OF_TIMED_FILE = re.compile(r"^\| train/(best\.pt|last\.pt|epoch_\d+\.pt|metrics\.jsonl) \|")
+_CARD_ROW_OF_TIMED_FILE = re.compile(
+    r"^\| (train/(best\.pt|last\.pt|epoch_\d+\.pt|metrics\.jsonl)|selection_function/meta\.json) \|")
+#: how many grid cells this run computed and how many it found finished (a resumed run reuses)
+_HOW_IT_WENT = ("cells_computed", "cells_reused")
 
 
 def _untimed(obj):
@@ -112,12 +115,18 @@ def _digest(path: Path, rel: str) -> str:
         with zipfile.ZipFile(buf) as zf:
             for name in sorted(zf.namelist()):
                 h.update(name.encode() + zf.read(name))
+    elif rel == "selection_function/meta.json":
+        meta = json.loads(path.read_text())
+        for key in _HOW_IT_WENT:
+            meta.pop(key, None)
+        h.update(json.dumps(meta, sort_keys=True).encode())
     elif rel.endswith("metrics.jsonl"):
         for line in path.read_text().splitlines():
             h.update(json.dumps(_untimed(json.loads(line)), sort_keys=True).encode())
     elif rel == "MODEL_CARD.md":
         for line in path.read_text().splitlines():
-            if line.startswith("- Command:") or _CARD_ROW_OF_TIMED_FILE.match(line):
+            if (line.startswith("- Command:") or _CARD_ROW_OF_TIMED_FILE.match(line)
+                    or any(f"`{key}`" in line for key in _HOW_IT_WENT)):
                 continue
             h.update(_TIMES.sub("<time>", line).encode())
     else:

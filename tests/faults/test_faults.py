@@ -5,6 +5,7 @@ rerunning produce outputs byte-identical to an unbroken run (docs/reliability.md
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import socket
@@ -105,7 +106,7 @@ def test_a_damaged_resume_checkpoint_is_moved_aside(reference, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     aside = list((run_dir / "train").glob("last.pt.damaged-*"))
     assert len(aside) == 1 and aside[0].stat().st_size == 1000
-    assert "moved it to last.pt.damaged-" in res.stderr
+    assert "moved it to last.pt.damaged-" in " ".join(res.stderr.split())  # the console wraps
     got = {k: v for k, v in outputs(run_dir).items() if ".damaged-" not in k}
     assert got == reference["outputs"]  # trained from scratch: what the unbroken run trained
 
@@ -155,7 +156,8 @@ def _on_full_disk(tmp_path: Path, *dhs_args: str):
     # the run directory lives only inside the namespace: list it and print run_info.json there
     script = (f'mount -t tmpfs -o size=12m tmpfs "{tmp_path / "disk"}" || exit 99; '
               f'"{sys.executable}" -m dhs_cli run "{spec}" {" ".join(dhs_args)}; rc=$?; '
-              f'ls -A "{run_dir}" 2>/dev/null; cat "{run_dir / "run_info.json"}" 2>/dev/null; exit $rc')
+              f'ls -A "{run_dir}" 2>/dev/null; echo "--- run_info"; cat "{run_dir / "run_info.json"}" 2>/dev/null; '
+              'exit $rc')
     return subprocess.run(["unshare", flag, "sh", "-c", script], env=dhs_env(), capture_output=True,
                           text=True, timeout=600)
 
@@ -184,4 +186,5 @@ def test_a_real_full_disk(tmp_path):
     assert res.returncode == 1, (res.returncode, res.stderr[-3000:])  # not 135 (SIGBUS)
     assert "Traceback" not in res.stderr, res.stderr[-3000:]
     assert "the disk is full" in res.stderr, res.stderr[-3000:]
-    assert ".data.partial" not in res.stdout and '"status": "failed"' in res.stdout
+    listing, _, info = res.stdout.partition("--- run_info")
+    assert ".data.partial" not in listing.split() and json.loads(info)["status"] == "failed"
