@@ -188,3 +188,31 @@ def test_a_real_full_disk(tmp_path):
     assert "the disk is full" in res.stderr, res.stderr[-3000:]
     listing, _, info = res.stdout.partition("--- run_info")
     assert ".data.partial" not in listing.split() and json.loads(info)["status"] == "failed"
+
+
+def test_a_manifest_changed_in_place_reruns_the_data_stage(reference, tmp_path):
+    import pyarrow.parquet as pq
+
+    survey = tmp_path / "survey"
+    shutil.copytree(reference["dir"] / "data", survey)
+    spec = write_spec(tmp_path, f"""
+[run]
+name = "manifest-change"
+out_dir = "run"
+
+[data]
+name = "manifest"
+path = "{survey / 'manifest.parquet'}"
+""")
+    first = dhs(tmp_path, "run", spec.name)
+    assert first.returncode == 0, first.stderr[-3000:]
+    n_all = json.loads((tmp_path / "run/data/data_report.json").read_text())["n_input"]
+    again = dhs(tmp_path, "run", spec.name)
+    assert "stage data: up to date, skipped" in again.stderr
+    # same path, other rows: the data stage must see it
+    table = pq.read_table(survey / "manifest.parquet")
+    pq.write_table(table.slice(0, 100), survey / "manifest.parquet")
+    changed = dhs(tmp_path, "run", spec.name)
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    assert "stage data: running" in changed.stderr
+    assert n_all > 100 and json.loads((tmp_path / "run/data/data_report.json").read_text())["n_input"] == 100
