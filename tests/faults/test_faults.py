@@ -36,7 +36,13 @@ def _chain(points: list[tuple[str, str]], seed: int, n_kills: int) -> list[tuple
     chosen = sorted(rng.sample(range(len(candidates)), n_kills + 4))
     kinds = ["kill"] * n_kills + ["sigint", "sigterm", "enospc", "eio"]
     rng.shuffle(kinds)
-    return [(kind, *candidates[i]) for kind, i in zip(kinds, chosen)]
+    chain = [(kind, *candidates[i]) for kind, i in zip(kinds, chosen)]
+    # always also between two epochs: just after the first epoch's last.pt is in place
+    between = candidates.index(("after", "train/last.pt"))
+    if between not in chosen:
+        at = sum(i < between for i in chosen)
+        chain.insert(at, ("kill", "after", "train/last.pt"))
+    return chain
 
 
 def test_concurrent_run_is_refused_while_the_first_finishes(reference):
