@@ -4,13 +4,11 @@ and a fingerprint of a run directory's outputs for byte-for-byte comparison."""
 from __future__ import annotations
 
 import hashlib
-import io
 import json
 import os
 import re
 import subprocess
 import sys
-import zipfile
 from pathlib import Path
 
 import pytest
@@ -88,7 +86,8 @@ def dhs_popen(cwd: Path, *args: str, **env: str) -> subprocess.Popen:
 
 #: the documented difference between two runs of the same spec: wall-clock seconds and time
 #: stamps (in metrics.jsonl and MODEL_CARD.md), the command line, the selection function's
-#: count of cells computed vs reused, and the card's digests of the files that hold them
+#: count of cells computed vs reused, the card's digests of the files that hold them, and a
+#: checkpoint's pickle layout (checkpoints are compared by content)
 _TIMES = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)?|\(\d+(\.\d+)? s\)")
 _CARD_ROW_OF_TIMED_FILE = re.compile(
     r"^\| (train/(best\.pt|last\.pt|epoch_\d+\.pt|metrics\.jsonl)|selection_function/meta\.json) \|")
@@ -109,12 +108,29 @@ def _digest(path: Path, rel: str) -> str:
     if rel.endswith(".pt"):
         import torch
 
-        ckpt = _untimed(torch.load(path, map_location="cpu", weights_only=True))
-        buf = io.BytesIO()
-        torch.save(ckpt, buf)  # tensors byte for byte; only the metrics' seconds are dropped
-        with zipfile.ZipFile(buf) as zf:
-            for name in sorted(zf.namelist()):
-                h.update(name.encode() + zf.read(name))
+        # by content: every tensor byte for byte (dtype and shape included), every other value
+        # by its repr, dict keys in order. A last.pt saved by a resumed run holds the same values
+        # as the unbroken run's but may share python objects differently, which changes the
+        # pickle's memo layout and so its bytes (best.pt, which is scored, is byte-identical).
+        def feed(obj):
+            if isinstance(obj, torch.Tensor):
+                h.update(f"T{obj.dtype}{tuple(obj.shape)}".encode())
+                h.update(obj.detach().contiguous().cpu().numpy().tobytes())
+            elif isinstance(obj, dict):
+                h.update(b"{")
+                for k in sorted(obj, key=repr):
+                    h.update(repr(k).encode())
+                    feed(obj[k])
+                h.update(b"}")
+            elif isinstance(obj, (list, tuple)):
+                h.update(b"[")
+                for v in obj:
+                    feed(v)
+                h.update(b"]")
+            else:
+                h.update(repr(obj).encode())
+
+        feed(_untimed(torch.load(path, map_location="cpu", weights_only=True)))
     elif rel == "selection_function/meta.json":
         meta = json.loads(path.read_text())
         for key in _HOW_IT_WENT:
