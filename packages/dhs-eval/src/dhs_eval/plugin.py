@@ -26,3 +26,10 @@ def register_stages(register):
 
     register("evaluate", EvaluateStage())
     register("report", ReportStage())
+
+
+@hookimpl
+def register_commands(app):
+    from dhs_eval.cli import register
+
+    register(app)
