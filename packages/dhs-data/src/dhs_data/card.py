@@ -67,7 +67,9 @@ def section(run_dir: Path) -> str:
         ("Manifest", f"[{manifest}]({manifest}), {len(label):,} rows, SHA-256 `{sha256_file(path)[:16]}…`"),
         ("Dataset mode", (spec.get("data") or {}).get("name") or report.get("source")),
         ("Preprocessing", compact(spec["preprocess"]) if spec.get("preprocess") else "none"),
-        ("Train / val / test", " / ".join(f"{counts[s]:,}" for s in counts)),
+        ("Train / val / test (positives, negatives)",
+         " / ".join(f"{counts[s]:,} ({int(np.sum((split == s) & (label == 1))):,}, "
+                    f"{int(np.sum((split == s) & (label == 0))):,})" for s in counts)),
         ("Positives", f"{pos:,}"),
         ("Negatives", f"{neg:,}"),
         ("neg:pos", _ratio(neg, pos)),
@@ -83,8 +85,4 @@ def section(run_dir: Path) -> str:
          if spec else None),
     ]
     lines += field_table(rows)
-    lines += ["", "| split | positives | negatives | neg:pos |", "|---|---:|---:|---:|"]
-    for s in ("train", "val", "test"):
-        p_, n_ = int(np.sum((split == s) & (label == 1))), int(np.sum((split == s) & (label == 0)))
-        lines.append(f"| {s} | {p_:,} | {n_:,} | {_ratio(n_, p_)} |")
     return "\n".join(lines)

@@ -22,7 +22,8 @@ from dhs_eval.layout import EVALUATE_ARTIFACTS, EVALUATE_DIR, REPORT_DIR, STRATA
 #: Tier-A recall thresholds of the published protocol (PROTOCOLS-style p > 0.3 and p > 0.5)
 TIER_A_THRESHOLDS = (0.3, 0.5)
 #: strata groups the card prints (test split, defined strata only); all of them go to strata.csv
-CARD_STRATA = ("recall_by_tier", "fpr_by_pool", "by_theta_e")
+CARD_STRATA = (("recall_by_tier", "Recall by tier"), ("fpr_by_pool", "FPR by negative pool"),
+               ("fpr_by_confuser_category", "FPR by N2 confuser category"), ("by_theta_e", "Recall by θE bin"))
 
 
 def _ci(low: Any, high: Any) -> str:
@@ -119,35 +120,28 @@ def _classification(run_dir: Path, key: str, res: dict) -> list[str]:
     lines = [f"### {key} ({comp.get('distribution')} {comp.get('version')})", "",
              "| metric | " + " | ".join(order) + " |", "|---|" + "---|" * len(order)]
     lines += [f"| {f} | " + " | ".join(cols[s].get(f, "") or "—" for s in order) + " |" for f in fields]
-    # FPR by N2 confuser category: the hard negatives a finder must not call lenses
-    test = splits.get("test") or {}
-    cats = [p for p in (test.get("strata") or {}).get("fpr_by_confuser_category", []) if p.get("n")]
-    lines += ["", "FPR by N2 confuser category (test split, 95 % intervals):", ""]
-    if cats:
-        lines += ["| category | FPR (k/n) | interval |", "|---|---:|---|"]
-        lines += [f"| {p['stratum']} | {fmt(p['estimate'])} ({p['k']}/{p['n']}) | {_ci(p['low'], p['high']).strip()} |"
-                  for p in cats]
-    else:
-        lines.append(f"- {NOT_RUN} (no negatives with a confuser category in the test split)")
-    # strata: only the defined ones in the card; empty ones counted in one line
-    # the card shows the test split's tier recall, pool FPR and θE recall (what a paper quotes);
-    # PSF and depth strata and the val split are in the CSV
-    defined, empty = [], []
+    # strata: the test split's tier recall, FPR per pool and per N2 confuser category (the hard
+    # negatives a finder must not call lenses) and θE recall, one row per group, defined strata
+    # only; the val split and the PSF / depth strata are in the CSV, empty strata counted
+    test = (splits.get("test") or {}).get("strata") or {}
+    rows, empty = [], []
     for s in order:
-        for group, val in ((splits[s] or {}).get("strata") or {}).items():
+        for val in ((splits[s] or {}).get("strata") or {}).values():
             items = val if isinstance(val, list) else [*val.get("recall", []), *val.get("fpr", [])]
-            for p in items:
-                if not p.get("n"):
-                    empty.append((s, p))
-                elif s == "test" and group in CARD_STRATA and (group != "by_theta_e" or p.get("metric") == "recall"):
-                    defined.append((s, p))
-    if defined:
-        lines += ["", "| stratum (test split) | metric | value (k/n) | interval |", "|---|---|---:|---|"]
-        lines += [f"| {p['stratum']} | {p['metric']} @{p.get('threshold')} | {fmt(p['estimate'])} "
-                  f"({p['k']}/{p['n']}) | {_ci(p['low'], p['high']).strip()} |" for _, p in defined]
+            empty += [p for p in items if not p.get("n")]
+    for group, title in CARD_STRATA:
+        val = test.get(group)
+        items = (val if isinstance(val, list) else (val or {}).get("recall", [])) if val is not None else []
+        shown = [p for p in items if p.get("n")]
+        text = "; ".join(f"{p['stratum']}: {fmt(p['estimate'])} ({p['k']}/{p['n']}){_ci(p['low'], p['high'])}"
+                         for p in shown)
+        rows.append((f"{title} @{shown[0].get('threshold') if shown else '—'}",
+                     text or f"{NOT_RUN} (no test cutouts in these strata)"))
+    lines += ["", "| test-split strata | value (k/n) [95 %] per stratum |", "|---|---|"]
+    lines += [f"| {a} | {b} |" for a, b in rows]
     csv = f"{REPORT_DIR}/{STRATA_CSV}"
     lines += ["", f"Strata with no cutouts (not defined, both splits): {len(empty)}"
-              + (f" ({', '.join(sorted({p['metric'] + ' ' + str(p['stratum']) for _, p in empty})[:6])}"
+              + (f" ({', '.join(sorted({p['metric'] + ' ' + str(p['stratum']) for p in empty})[:6])}"
                  f"{', …' if len(empty) > 6 else ''})" if empty else "")
               + (f". Every stratum: [{csv}]({csv})." if (run_dir / csv).is_file() else ".")]
     figs = res.get("figures") or []

@@ -57,9 +57,8 @@ def identification(run_dir: Path, info: dict | None, spec: dict, problem: str | 
         ("Checkpoint", f"`{best}` (SHA-256 `{sha256_file(best_path)}`)" if best_path and best_path.is_file() else None),
         ("Seed", run.get("seed")),
         ("Status", f"{info.get('status')} (started {info.get('started')}, finished {info.get('finished') or '—'})"),
-        ("dhs packages", ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if k.startswith("dhs-") and v)),
-        ("Components", ", ".join(f"{p['name']} ({p['distribution']} {p['version']})" for p in info.get("plugins") or [])),
-        ("Python / torch / CUDA", f"{info.get('python')} / {info.get('torch')} / {info.get('cuda')}"),
+        ("Packages and components", ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if k.startswith("dhs-") and v)
+         + "; " + ", ".join(f"{p['name']} ({p['distribution']})" for p in info.get("plugins") or [])),
     ])
 
 
@@ -74,16 +73,22 @@ def stage_artifacts(stages: Sequence[Any]) -> list[str]:
 
 
 def artifacts(run_dir: Path, paths: Sequence[str]) -> list[str]:
-    lines = ["## Artifacts", "", "| artifact | bytes | SHA-256 (first 16) |", "|---|---:|---|"]
+    """One row per directory: each artifact with its size and the first 16 hex digits of its
+    SHA-256 (full digests of the checkpoint and spec are in the identification table)."""
+    lines = ["## Artifacts", "", "| directory | artifacts (bytes, SHA-256 prefix) |", "|---|---|"]
+    groups: dict[str, list[str]] = {}
     for rel in [layout.RESOLVED_SPEC, layout.RUN_INFO, layout.PLUGINS_TXT, layout.LOG, *paths]:
         f = run_dir / rel
+        folder, name = (rel.split("/", 1) if "/" in rel else (".", rel))
         if rel in (MODEL_CARD, REPORT_HTML):
             # the card cannot hash itself, nor the HTML report that embeds it
-            lines.append(f"| [{rel}]({rel}) | — | written with this card |")
+            item = f"[{name}]({rel}) (written with this card)"
         elif f.is_file():
-            lines.append(f"| [{rel}]({rel}) | {f.stat().st_size:,} | `{sha256_file(f)[:16]}` |")
+            item = f"[{name}]({rel}) ({f.stat().st_size:,}, `{sha256_file(f)[:16]}`)"
         else:
-            lines.append(f"| {rel} | {NOT_RUN} | — |")
+            item = f"{name} ({NOT_RUN})"
+        groups.setdefault(folder, []).append(item)
+    lines += [f"| {folder}/ | {', '.join(items)} |" for folder, items in groups.items()]
     return lines
 
 

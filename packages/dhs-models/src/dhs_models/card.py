@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from dhs_core import layout as run_layout
-from dhs_core.cards import NOT_RUN, compact, field_table, fmt, read_json, read_jsonl
+from dhs_core.cards import NOT_RUN, compact, field_table, read_json, read_jsonl
 from dhs_core.io import sha256_file
 from dhs_eval.layout import REPORT_DIR, TRAINING_CURVES
 from dhs_models.layout import ARTIFACTS
@@ -44,7 +44,6 @@ def architecture(spec: dict[str, Any], summary: dict | None, data_stamp: Any) ->
         ("Parameters", f"{n_params:,}" if isinstance(n_params, int) else None),
         ("Input channels", "3 (g, r, z)" + (f" + metadata {compact(metadata)}" if metadata else "")),
         ("Input size", f"{data_stamp} × {data_stamp} px" if data_stamp else None),
-        ("Preprocessing", compact(spec.get("preprocess")) if spec.get("preprocess") else "none"),
         ("Optimizer", opt.get("name", "adamw")),
         ("LR", opt.get("lr")),
         ("Weight decay", opt.get("weight_decay")),
@@ -52,11 +51,11 @@ def architecture(spec: dict[str, Any], summary: dict | None, data_stamp: Any) ->
         ("Max epochs", train.get("epochs")),
         ("Patience", f"{es.get('patience')} epochs on {es.get('metric')}" if es else "no early stopping"),
         ("LR schedule", schedule),
-        ("Backbone frozen", f"{train.get('freeze_backbone_epochs')} epochs" if train.get("freeze_backbone_epochs") else "no"),
         ("AMP", (summary or {}).get("amp") or train.get("precision")),
         ("Loss", compact(train.get("loss"))),
-        ("Augmentation", "hflip, vflip, rot90" if train.get("augment", True) else "none"),
-        ("Checkpoint selection", f"best {train.get('monitor', 'val_auc')}"),
+        ("Checkpoint selection", f"best {train.get('monitor', 'val_auc')}; augmentation "
+         + ("hflip, vflip, rot90" if train.get("augment", True) else "none")
+         + (f"; backbone frozen {train['freeze_backbone_epochs']} epochs" if train.get("freeze_backbone_epochs") else "")),
     ])
 
 
@@ -68,7 +67,8 @@ def training(run_dir: Path, info: dict | None, spec: dict[str, Any], rows: list[
     host = (info or {}).get("host") or {}
     best_path = run_dir / ARTIFACTS["best"]
     lines += field_table([
-        ("Host", f"{host.get('hostname')} ({host.get('cpu_count')} CPUs, device {(summary or {}).get('device', '?')})"
+        ("Host", f"{host.get('hostname')} ({host.get('cpu_count')} CPUs, device {(summary or {}).get('device', '?')}; "
+                 f"Python {(info or {}).get('python')}, torch {(info or {}).get('torch')}, CUDA {(info or {}).get('cuda')})"
          if host else None),
         ("Start / end (UTC)", f"{stage.get('started')} → {stage.get('finished')} ({stage.get('seconds')} s)"
          if stage.get("finished") else None),
@@ -92,7 +92,6 @@ def validation(rows: list[dict]) -> list[str]:
     return lines + field_table([
         ("Best val AUC", row.get("val_auc")),
         ("Best epoch", f"{row.get('epoch')}" + ("" if best else " (last; no epoch was marked best)")),
-        ("Val pAUC / val loss", f"{fmt(row.get('val_pauc'))} / {fmt(row.get('val_loss'))}"),
         ("Final train loss", rows[-1].get("train_loss")),
         ("Per-epoch values", f"[{ARTIFACTS['metrics']}]({ARTIFACTS['metrics']})"),
     ])
