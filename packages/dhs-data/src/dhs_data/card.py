@@ -49,7 +49,6 @@ def section(run_dir: Path) -> str:
     label = np.asarray(m["label"])
     info = read_json(run_dir / run_layout.RUN_INFO) or {}
     spec = info.get("spec") or {}
-    stage = (info.get("stages") or {}).get("data") or {}
     report = read_json(run_dir / ARTIFACTS["data_report"])
     report = report if isinstance(report, dict) else {}
     pos, neg = int(np.sum(label == 1)), int(np.sum(label == 0))
@@ -79,7 +78,6 @@ def section(run_dir: Path) -> str:
         ("Positive / negative cutout source", _source(spec)),
         ("Excluded cutouts", f"{excl:,} (missing, unreadable or non-finite; listed in {ARTIFACTS['data_report']})"
          if excl is not None else None),
-        ("Data stage ran", f"{stage.get('started')} → {stage.get('finished')}" if stage.get("finished") else None),
         ("Split method", compact(split_cfg) if split_cfg else None),
         ("Seed", f"run.seed {(spec.get('run') or {}).get('seed')}; split seed {(split_cfg or {}).get('seed')}"
          if spec else None),

@@ -88,9 +88,11 @@ def _split_column(run_dir: Path, split: str, res: dict) -> dict[str, str]:
     boot = res.get("auc_bootstrap") or {}
     col = {"Cutouts (positives / negatives)": f"{res['n']:,} ({res['n_positives']:,} / {res['n_negatives']:,})",
            "ROC AUC [95 % bootstrap CI]": fmt(res["auc"]) + _ci(boot.get("low"), boot.get("high"))}
-    for key, p in (res.get("pauc") or {}).items():
-        b = p.get("bootstrap") or {}
-        col[f"pAUC (FPR ≤ {key})"] = fmt(p.get("value")) + _ci(b.get("low"), b.get("high"))
+    pauc = res.get("pauc") or {}
+    if pauc:
+        col[f"pAUC (FPR ≤ {' / '.join(pauc)}) [95 % CI]"] = " / ".join(
+            fmt(p.get("value")) + _ci((p.get("bootstrap") or {}).get("low"), (p.get("bootstrap") or {}).get("high"))
+            for p in pauc.values())
     ta = tier_a(run_dir, split)
     for t_ in TIER_A_THRESHOLDS:
         col[f"Tier-A recall @{t_}"] = _rate(*ta[t_]) if ta else NOT_RUN
@@ -111,7 +113,7 @@ def _split_column(run_dir: Path, split: str, res: dict) -> dict[str, str]:
     return col
 
 
-def _classification(run_dir: Path, key: str, res: dict) -> list[str]:
+def _classification(run_dir: Path, key: str, res: dict, gates: str) -> list[str]:
     comp = res.get("component", {})
     splits = res.get("splits") or {}
     order = [s for s in ("test", "val") if s in splits] + [s for s in splits if s not in ("test", "val")]
@@ -120,6 +122,7 @@ def _classification(run_dir: Path, key: str, res: dict) -> list[str]:
     lines = [f"### {key} ({comp.get('distribution')} {comp.get('version')})", "",
              "| metric | " + " | ".join(order) + " |", "|---|" + "---|" * len(order)]
     lines += [f"| {f} | " + " | ".join(cols[s].get(f, "") or "—" for s in order) + " |" for f in fields]
+    lines.append("| Shortcut gates (core-only AUC) | " + " | ".join([gates] + ["—"] * (len(order) - 1)) + " |")
     # strata: the test split's tier recall, FPR per pool and per N2 confuser category (the hard
     # negatives a finder must not call lenses) and θE recall, one row per group, defined strata
     # only; the val split and the PSF / depth strata are in the CSV, empty strata counted
@@ -161,21 +164,22 @@ def section(run_dir: Path) -> str:
         return "\n".join(lines + [f"{problem} ({metrics})."])
     if not isinstance(evaluation, dict):
         return "\n".join(lines + [f"unreadable: {metrics} is not a JSON object."])
-    gates = []
+    gates = _gates(evaluation)
     for key, res in (evaluation.get("evaluators") or {}).items():
         if "splits" in res:
-            lines += _classification(run_dir, key, res) + [""]
+            lines += _classification(run_dir, key, res, gates) + [""]
         else:
             comp = res.get("component", {})
             lines += [f"### {key} ({comp.get('distribution')} {comp.get('version')})", "",
                       "| metric | value |", "|---|---|"]
             lines += [f"| {k} | {fmt(v)} |" for k, v in (res.get("headline") or {}).items()] or ["| (none) | |"]
             lines += [""]
-        gates += [(key, k, v) for k, v in (res.get("gates") or {}).items()]
-    lines += ["### Shortcut gates", ""]
-    if gates:
-        lines += ["| evaluator | gate | result |", "|---|---|---|"]
-        lines += [f"| {e} | {k} | {fmt(v) if not isinstance(v, dict) else v.get('status', v)} |" for e, k, v in gates]
-    else:
-        lines.append(f"- Core-only AUC and other shortcut gates: {NOT_RUN} (no evaluator in this run reports gates).")
-    return "\n".join(lines)
+    return "\n".join(lines).rstrip("\n")
+
+
+def _gates(evaluation: dict) -> str:
+    """Shortcut gates (e.g. the core-only AUC: a finder that scores well on the lens galaxy's core
+    alone learned a shortcut) reported by any evaluator, as one line."""
+    gates = [f"{k} = {fmt(v) if not isinstance(v, dict) else v.get('status', v)} ({key})"
+             for key, res in (evaluation.get("evaluators") or {}).items() for k, v in (res.get("gates") or {}).items()]
+    return "; ".join(gates) or f"{NOT_RUN} (no evaluator in this run reports a core-only AUC or other gate)"

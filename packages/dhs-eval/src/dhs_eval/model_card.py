@@ -50,8 +50,7 @@ def identification(run_dir: Path, info: dict | None, spec: dict, problem: str | 
     best_path = run_dir / best if best else None
     versions = info.get("versions") or {}
     return lines + field_table([
-        ("Run ID", f"{run.get('name', info.get('run_name'))} (`{run_dir}`)"),
-        ("Description", run.get("description") or "none given"),
+        ("Run ID", f"{run.get('name', info.get('run_name'))} (`{run_dir}`): {run.get('description') or 'no description'}"),
         ("Config", f"`{layout.RESOLVED_SPEC}` (spec SHA-256 `{info.get('spec_sha256')}`); "
                    f"source `{info.get('spec_path') or 'an in-memory spec'}`"),
         ("Checkpoint", f"`{best}` (SHA-256 `{sha256_file(best_path)}`)" if best_path and best_path.is_file() else None),
@@ -110,9 +109,9 @@ def reproduce(run_dir: Path, info: dict | None, spec: dict) -> list[str]:
     lines = ["## Steps to reproduce", "", "```sh", f"cd {shlex.quote(str((info or {}).get('cwd') or '.'))}",
              f"pip install {' '.join(pins) if pins else '<dhs packages: not recorded>'}",
              cmd or f"dhs run {layout.RESOLVED_SPEC}", "```", ""]
-    lines += [f"- Lock file: `{lock}` (the run refused to start unless every pinned version matched)." if lock
-              else "- Lock file: none (`dhs lock SPEC` writes one; `[run] lock` makes the run check it)."]
-    lines.append(f"- Same configuration from this directory: `dhs run {run_dir / layout.RESOLVED_SPEC}` "
+    lines.append((f"Lock file `{lock}`: the run refused to start unless every pinned version matched. " if lock
+                  else "No lock file (`dhs lock SPEC` writes one; `[run] lock` makes the run check it). ")
+                 + f"The same configuration from this directory: `dhs run {run_dir / layout.RESOLVED_SPEC}` "
                  f"(spec SHA-256 `{(info or {}).get('spec_sha256', 'not recorded')}`); seeds derive from "
                  "`run.seed` and each stage name.")
     return lines

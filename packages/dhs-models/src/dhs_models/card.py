@@ -93,7 +93,6 @@ def validation(rows: list[dict]) -> list[str]:
         ("Best val AUC", row.get("val_auc")),
         ("Best epoch", f"{row.get('epoch')}" + ("" if best else " (last; no epoch was marked best)")),
         ("Final train loss", rows[-1].get("train_loss")),
-        ("Per-epoch values", f"[{ARTIFACTS['metrics']}]({ARTIFACTS['metrics']})"),
     ])
 
 

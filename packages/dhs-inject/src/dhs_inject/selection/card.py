@@ -50,6 +50,21 @@ def section(run_dir: Path) -> str:
                  + ")" + (f"; {thr['status']}" if thr.get("status") not in (None, "ok") else "")
                  ) if "threshold" in meta else (problem or "not recorded")
     csv = f"{REPORT_DIR}/{CELLS_CSV}"
+    # θE, the axis the selection function is read along, gets the table; the other axes one
+    # line each (k/n and posterior median [68 %] per bin)
+    others, table_lines = [], []
+    for axis, table in selection.marginal_tables(cells).items():
+        rows = selection.as_rows(table)
+        if axis != "theta_e":
+            if len(rows) > 1:  # one bin: the pooled row above already says it
+                others.append((f"Pooled by {axis} (k/n, median [68 %])", "; ".join(
+                    f"{row[axis]:.4g}: {row['n_detected']}/{row['n_ok']}, {fmt(row['completeness'])} "
+                    f"[{_interval(row, 68)}]" for row in rows)))
+            continue
+        table_lines += ["", f"| {axis} | k/n | posterior median | 68 % interval | 95 % interval |", "|---:|---:|---:|---|---|"]
+        for row in rows:
+            table_lines.append(f"| {row[axis]:.4g} | {row['n_detected']:,}/{row['n_ok']:,} | {fmt(row['completeness'])} | "
+                         f"{_interval(row, 68)} | {_interval(row, 95)} |")
     lines += field_table([
         ("Injector", inj.get("name")),
         ("Detection threshold", threshold),
@@ -58,24 +73,9 @@ def section(run_dir: Path) -> str:
         ("Pooled posterior median [68 %; 95 %]", f"{fmt(tot['completeness'])} [{_interval(tot, 68)}; {_interval(tot, 95)}]"),
         ("Grid cells", f"{cells.num_rows} ({meta.get('per_cell', '?')} injections requested per cell); every cell: "
          + (f"[{csv}]({csv})" if (run_dir / csv).is_file() else f"[{ARTIFACTS['cells']}]({ARTIFACTS['cells']})")),
+        *others,
     ])
-    # θE, the axis the selection function is read along, gets the table; the other axes one
-    # line each (k/n and posterior median [68 %] per bin)
-    others = []
-    for axis, table in selection.marginal_tables(cells).items():
-        rows = selection.as_rows(table)
-        if axis != "theta_e":
-            if len(rows) > 1:  # one bin: the pooled row above already says it
-                others.append(f"- {axis}: " + "; ".join(
-                    f"{row[axis]:.4g}: {row['n_detected']}/{row['n_ok']}, {fmt(row['completeness'])} "
-                    f"[{_interval(row, 68)}]" for row in rows))
-            continue
-        lines += ["", f"| {axis} | k/n | posterior median | 68 % interval | 95 % interval |", "|---:|---:|---:|---|---|"]
-        for row in rows:
-            lines.append(f"| {row[axis]:.4g} | {row['n_detected']:,}/{row['n_ok']:,} | {fmt(row['completeness'])} | "
-                         f"{_interval(row, 68)} | {_interval(row, 95)} |")
-    if others:
-        lines += ["", "Other axes, pooled (k/n, posterior median [68 %]):", "", *others]
+    lines += table_lines
     figures = [f"{REPORT_DIR}/{COMPLETENESS_HEATMAP.format(x=x, y=y)}" for x, y in HEATMAP_AXES]
     present = [f for f in figures if (run_dir / f).is_file()]
     if present:
