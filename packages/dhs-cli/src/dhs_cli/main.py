@@ -120,12 +120,24 @@ def plugins_cmd(
             indent=2,
         ))
         return
-    table = Table(title="dhs components")
-    for col in ("kind", "name", "distribution", "version", "summary"):
-        table.add_column(col)
-    for c in comps:
-        table.add_row(c.kind, c.name, c.distribution, c.version, c.summary)
-    out.print(table)
+    # Readable in 80 columns: plain aligned columns, the kind printed once per group, provider as
+    # "dist version", and the summary (the only long column) cut to the terminal's width with an
+    # ellipsis; `--json` has it whole.
+    rows = [(c.kind, c.name, f"{c.distribution} {c.version}", " ".join((c.summary or "").split())) for c in comps]
+    heads = ("kind", "name", "provider")
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(heads)]
+    room = max(out.width - sum(widths) - 2 * len(widths) - 1, 20)
+
+    def line(cells: tuple[str, ...], summary: str) -> str:
+        text = summary if len(summary) <= room else summary[: room - 1].rstrip() + "…"
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)) + "  " + text
+
+    lines = [line(heads, "summary"), line(tuple("-" * w for w in widths), "-" * min(room, 7))]
+    previous = None
+    for kind, name, provider, summary in rows:
+        lines.append(line((kind if kind != previous else "", name, provider), summary).rstrip())
+        previous = kind
+    print("\n".join(lines))
 
 
 @app.command("lock")
