@@ -65,6 +65,10 @@ def run_cmd(
         out.print(table)
         for k, v in r.metrics.items():
             out.print(f"  {k} = {v:.6g}" if isinstance(v, float) else f"  {k} = {v}")
+    failures = plugins.lifecycle_failures()
+    if failures:
+        _say("warning", "lifecycle hooks failed (the run itself finished): "
+             + ", ".join(f"{hook} of {plugin} x{n}" for (plugin, hook), n in sorted(failures.items())))
     if result.points:
         from dhs_core.layout import COMPARISON_MD
 

@@ -69,18 +69,15 @@ def section(run_dir: Path) -> str:
         ("Train / val / test (positives, negatives)",
          " / ".join(f"{counts[s]:,} ({int(np.sum((split == s) & (label == 1))):,}, "
                     f"{int(np.sum((split == s) & (label == 0))):,})" for s in counts)),
-        ("Positives", f"{pos:,}"),
-        ("Negatives", f"{neg:,}"),
-        ("neg:pos", _ratio(neg, pos)),
+        ("Positives / negatives (neg:pos)", f"{pos:,} / {neg:,} ({_ratio(neg, pos)})"),
         ("Tier-A (eval, test split)", f"{tier_a:,}" if "tier" in m else None),
         ("Tier-B (training split)", f"{tier_b:,}" if "tier" in m else None),
         ("N1:N2", f"{n1:,}:{n2:,}" + (f" ({n1 / n2:.2f})" if n2 else "") if "pool" in m else None),
         ("Positive / negative cutout source", _source(spec)),
         ("Excluded cutouts", f"{excl:,} (missing, unreadable or non-finite; listed in {ARTIFACTS['data_report']})"
          if excl is not None else None),
-        ("Split method", compact(split_cfg) if split_cfg else None),
-        ("Seed", f"run.seed {(spec.get('run') or {}).get('seed')}; split seed {(split_cfg or {}).get('seed')}"
-         if spec else None),
+        ("Split method and seed", (compact(split_cfg) if split_cfg else "not recorded")
+         + f"; run.seed {(spec.get('run') or {}).get('seed')}" if spec else None),
     ]
     lines += field_table(rows)
     return "\n".join(lines)

@@ -16,7 +16,6 @@ from typing import Any
 
 from dhs_core import layout as run_layout
 from dhs_core.cards import NOT_RUN, compact, field_table, read_json, read_jsonl
-from dhs_core.io import sha256_file
 from dhs_eval.layout import REPORT_DIR, TRAINING_CURVES
 from dhs_models.layout import ARTIFACTS
 
@@ -75,7 +74,7 @@ def training(run_dir: Path, info: dict | None, spec: dict[str, Any], rows: list[
         ("Epochs done", f"{len(rows)} of {(summary or {}).get('epochs_configured') or (spec.get('train') or {}).get('epochs')}"),
         ("Stop reason", (summary or {}).get("stop_reason")
          or f"not recorded (no {ARTIFACTS['summary']}: the train stage did not finish)"),
-        ("Checkpoint", f"`{ARTIFACTS['best']}` SHA-256 `{sha256_file(best_path)}`" if best_path.is_file() else None),
+        ("Checkpoints", f"`{ARTIFACTS['best']}` (selected epoch), `{ARTIFACTS['last']}`" if best_path.is_file() else None),
     ])
     curves = f"{REPORT_DIR}/{TRAINING_CURVES}"
     if (run_dir / curves).is_file():

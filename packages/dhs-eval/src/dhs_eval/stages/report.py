@@ -11,9 +11,10 @@ listing stages import it.
 
 from __future__ import annotations
 
-from dhs_core import Stage, StageContext, artifact, plugins
+from dhs_core import Section, Stage, StageContext, artifact, plugins
 from dhs_core.errors import PluginError
 from dhs_eval.layout import MODEL_CARD, REPORT_ARTIFACTS, REPORT_HTML
+from dhs_eval.trackers.config import TrackersConfig
 
 #: artifacts of other stages the report draws figures from: (stage, artifact key)
 FIGURE_INPUTS = (("train", "metrics"), ("selection_function", "cells"))
@@ -31,6 +32,10 @@ class ReportStage(Stage):
     """Write MODEL_CARD.md from the run's provenance and every enabled stage's card section."""
 
     name = "report"
+    # [trackers] lives here because every run has a report stage; trackers observe and change no
+    # output, so the section is not hashed (adding one reruns nothing)
+    sections = {"trackers": Section(TrackersConfig, required=False, hashed=False,
+                                    description="experiment trackers (tensorboard, mlflow) fed by the lifecycle hooks")}
     trigger = None
     inputs = ("data", "preprocess", "model", "train", "evaluate", "selection_function")
     produces = (MODEL_CARD, REPORT_HTML)
