@@ -62,10 +62,11 @@ def identification(run_dir: Path, info: dict | None, spec: dict, problem: str | 
 
 
 def stage_artifacts(stages: Sequence[Any]) -> list[str]:
-    """The named artifacts of the enabled stages, in pipeline order (each stage's ``artifacts``)."""
+    """What the enabled stages write, in pipeline order: each stage's ``produces`` and named
+    ``artifacts`` (a third-party stage that names none still has its outputs listed)."""
     out: list[str] = []
     for comp in stages:
-        for path in dict(getattr(comp.impl, "artifacts", {}) or {}).values():
+        for path in (*comp.impl.produces, *dict(getattr(comp.impl, "artifacts", {}) or {}).values()):
             if path not in out:
                 out.append(path)
     return out
