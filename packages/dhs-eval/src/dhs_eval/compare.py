@@ -193,7 +193,7 @@ def markdown(runs: Sequence[RunSummary], pairs: Sequence[Pairing], figure: str |
               "| runs | cutouts | AUC | AUC | z | p |", "|---|---:|---:|---:|---:|---:|"]
     for p in pairs:
         if p.p is not None:
-            lines.append(f"| {p.a} vs {p.b} | {p.n:,} | {fmt(p.auc_a)} | {fmt(p.auc_b)} | {p.z:.3f} | {fmt(p.p)} |")
+            lines.append(f"| {p.a} vs {p.b} | {p.n:,} | {fmt(p.auc_a)} | {fmt(p.auc_b)} | {p.z:.3f} | {p.p:.3g} |")
         else:
             lines.append(f"| {p.a} vs {p.b} | — | — | — | — | omitted: {p.reason} |")
     lines += ["", "Runs: " + "; ".join(f"{r.label} = `{r.run_dir}`" for r in runs)]
