@@ -55,10 +55,22 @@ def identification(run_dir: Path, info: dict | None, spec: dict, problem: str | 
                    f"source `{info.get('spec_path') or 'an in-memory spec'}`"),
         ("Checkpoint", f"`{best}` (SHA-256 `{sha256_file(best_path)}`)" if best_path and best_path.is_file() else None),
         ("Seed", run.get("seed")),
-        ("Status", f"{info.get('status')} (started {info.get('started')}, finished {info.get('finished') or '—'})"),
+        ("Status", _status(info)),
         ("Packages and components", ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if k.startswith("dhs-") and v)
          + "; " + ", ".join(f"{p['name']} ({p['distribution']})" for p in info.get("plugins") or [])),
     ])
+
+
+def _status(info: dict) -> str:
+    """The run's outcome. While the report stage writes the card the run is still "running";
+    then the card says whether every stage before it finished."""
+    status, started = info.get("status"), info.get("started")
+    stages = {k: (v or {}).get("status") for k, v in (info.get("stages") or {}).items() if k != "report"}
+    if status == "running":
+        pending = [k for k, v in stages.items() if v not in ("ran", "skipped")]
+        return (f"finished (started {started}; every stage before the report ran or was up to date)" if not pending
+                else f"running (started {started}; not finished: {', '.join(pending)})")
+    return f"{status} (started {started}, finished {info.get('finished') or 'not recorded'})"
 
 
 def stage_artifacts(stages: Sequence[Any]) -> list[str]:

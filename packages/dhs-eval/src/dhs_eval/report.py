@@ -153,7 +153,7 @@ def _inline(text: str, run_dir: Path) -> str:
             return label
         return f'<a href="{html.escape(target)}">{label}</a>'
 
-    return re.sub(r"\[([^\]]+)\]\(([^)\s]+)\)", link, out)
+    return re.sub(r"\[([^\[\]]+)\]\(([^)\s]+)\)", link, out)
 
 
 def markdown_to_html(text: str, run_dir: Path) -> str:
