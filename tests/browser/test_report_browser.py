@@ -81,6 +81,9 @@ def test_report_in_headless_chromium(tiny_runs, browser, tmp_path):
     assert result["errors"] == []
     assert not re.search(r"CONSOLE.*(Uncaught|Error)", proc.stderr), proc.stderr[-2000:]
     assert result["n_images"] >= 5 and result["undecoded"] == []
+    # the gallery: injected arcs per θE and the top-scoring non-lenses, drawn in colour
+    gallery = page[page.index('id="gallery"'):]
+    assert gallery.count('class="stamp"') >= 4 and "Highest-scoring non-lenses" in gallery
     assert result["sorts"], "no sortable table with three rows"
     for s in result["sorts"]:
         keys = [_key(t) for t in s["first"]]

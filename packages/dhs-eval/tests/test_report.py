@@ -149,3 +149,17 @@ def test_interrupted_run_and_corrupt_metrics_still_render(fixture_run, tmp_path)
     assert "cells.parquet (Not run)" in card
     page = html.read_text()
     assert "unreadable: JSONDecodeError" in page and "Not run" in page
+
+
+def test_asinh_colour_keeps_band_colours():
+    import numpy as np
+
+    from dhs_eval.report import asinh_rgb
+
+    stamp = np.zeros((3, 8, 8))
+    stamp[0, 2, 2] = 5.0  # g only: blue
+    stamp[2, 5, 5] = 0.05  # z only, 100x fainter: still red, still visible
+    rgb = asinh_rgb(stamp)
+    assert rgb.shape == (8, 8, 3) and rgb.min() >= 0 and rgb.max() == 1.0
+    assert rgb[2, 2].argmax() == 2 and rgb[5, 5].argmax() == 0
+    assert rgb[5, 5, 0] > 0.05  # the asinh stretch lifts the faint pixel well above linear (0.01)

@@ -219,6 +219,8 @@ code,pre{background:#f6f6f6} pre{padding:.6em;overflow-x:auto}
 figure{display:inline-block;margin:.5em;vertical-align:top} figure img{max-width:520px;border:1px solid #ddd}
 figcaption{font-size:.85em;color:#555;max-width:520px}
 nav a{margin-right:.8em} .missing{color:#a33}
+figure.stamp img{width:128px;height:128px;image-rendering:pixelated;max-width:none}
+figure.stamp figcaption{max-width:140px}
 """
 
 # Sorting without external scripts: a click on a header sorts that table's rows by the column,
@@ -310,6 +312,71 @@ def _qa(run_dir: Path) -> str:
     return f'<table class="sortable"><thead><tr><th>check</th><th>value</th></tr></thead><tbody>{body}</tbody></table>'
 
 
+def asinh_rgb(stamp: Any, q: float = 8.0) -> Any:
+    """An (H, W, 3) colour image of a (3, H, W) g, r, z stamp: z → red, r → green, g → blue,
+    with the asinh stretch of Lupton et al. (2004). Scaling all three bands by one function of the
+    summed intensity keeps the colours of faint and bright pixels alike, so a blue arc stays blue
+    next to a red lens galaxy; the per-band weights bring g, r and z of a typical galaxy to
+    similar brightness. Normalised per stamp (a gallery shows morphology, not photometry)."""
+    import numpy as np
+
+    g, r, z = (np.nan_to_num(np.asarray(b, np.float64)) for b in stamp)
+    bands = np.stack([z * 1.0, r * 1.5, g * 2.5])
+    intensity = np.clip(bands.mean(0), 1e-12, None)
+    soft = max(float(np.percentile(intensity, 99.5)), 1e-9) / q
+    scale = np.arcsinh(intensity / soft) / intensity
+    rgb = np.clip(bands * scale, 0, None)
+    peak = float(rgb.max()) or 1.0
+    return np.moveaxis(np.clip(rgb / peak, 0, 1), 0, -1)
+
+
+def _stamp_img(stamp: Any, caption: str) -> str:
+    import matplotlib.image
+
+    buf = io.BytesIO()
+    matplotlib.image.imsave(buf, asinh_rgb(stamp), format="png")
+    src = "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+    return (f'<figure class="stamp"><img alt="{html.escape(caption)}" src="{src}">'
+            f"<figcaption>{html.escape(caption)}</figcaption></figure>")
+
+
+def _gallery(run_dir: Path) -> str:
+    """Injected examples per θE (detected / missed at the selection function's threshold) and the
+    highest-scoring false positives, from the selection-function stage's gallery.npz."""
+    import numpy as np
+
+    ref = _artifact("selection_function", "gallery")
+    if not ref or not (run_dir / ref).is_file():
+        return f"<p>{NOT_RUN} (no {ref or 'gallery stamps'}: the selection-function stage did not write them).</p>"
+    try:
+        data = dict(np.load(run_dir / ref, allow_pickle=False))
+    except Exception as exc:  # damaged: say so, render the rest
+        return f"<p>unreadable: {html.escape(f'{type(exc).__name__}: {exc}')} ({html.escape(ref)})</p>"
+    threshold = float(data.get("threshold", np.nan))
+    out = [f"<p>Colour: z, r, g as red, green, blue, asinh stretch. Detection threshold p ≥ {threshold:.4g} "
+           "(the selection function's).</p>"]
+    if "inj_images" in data:
+        rows = []
+        for theta in np.unique(data["inj_theta_e"]):
+            cells = []
+            for want, label in ((True, "detected"), (False, "missed")):
+                sel = np.flatnonzero((data["inj_theta_e"] == theta) & (data["inj_detected"] == want))
+                cells.append("".join(_stamp_img(data["inj_images"][i], f"{label}, p = {data['inj_scores'][i]:.3g}")
+                                     for i in sel) or "none drawn")
+            rows.append(f"<tr><td>{theta:g}</td><td>{cells[0]}</td><td>{cells[1]}</td></tr>")
+        out.append('<h3>Injected arcs</h3><table class="sortable"><thead><tr><th>θE (arcsec)</th><th>detected</th>'
+                   f"<th>missed</th></tr></thead><tbody>{''.join(rows)}</tbody></table>")
+    else:
+        out.append(f"<h3>Injected arcs</h3><p>{NOT_RUN}</p>")
+    if "fp_images" in data:
+        figs = "".join(_stamp_img(img, f"{gid}: p = {s:.3g}" + (" (above threshold)" if s >= threshold else ""))
+                       for img, s, gid in zip(data["fp_images"], data["fp_scores"], data["fp_ids"]))
+        out.append(f"<h3>Highest-scoring non-lenses (test split)</h3>{figs}")
+    else:
+        out.append(f"<h3>Highest-scoring non-lenses (test split)</h3><p>{NOT_RUN}</p>")
+    return "".join(out)
+
+
 def render_html(run_dir: Path, card_text: str, title: str) -> str:
     run_dir = Path(run_dir)
     groups: dict[str, list[str]] = {}
@@ -322,8 +389,7 @@ def render_html(run_dir: Path, card_text: str, title: str) -> str:
             item = f'<p class="missing">{html.escape(rel)}: {NOT_RUN}</p>'
         groups.setdefault(group, []).append(item)
     figures = "".join(f"<h3>{html.escape(g)}</h3>{''.join(items)}" for g, items in groups.items())
-    gallery = (f"<p>{NOT_RUN}: the run directory holds no gallery stamps (injected examples and the "
-               "highest-scoring false positives are not written by the stages yet).</p>")
+    gallery = _gallery(run_dir)
     nav = "".join(f'<a href="#{a}">{t}</a>' for a, t in (("figures", "Figures"), ("qa", "QA"),
                                                           ("gallery", "Gallery")))
     return ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
