@@ -156,10 +156,11 @@ def test_asinh_colour_keeps_band_colours():
 
     from dhs_eval.report import asinh_rgb
 
-    stamp = np.zeros((3, 8, 8))
-    stamp[0, 2, 2] = 5.0  # g only: blue
-    stamp[2, 5, 5] = 0.05  # z only, 100x fainter: still red, still visible
+    stamp = np.random.default_rng(0).normal(0, 0.01, (3, 16, 16))  # sky noise
+    stamp[0, 2, 2] = 50.0  # g only: blue, a bright core
+    stamp[2, 9, 9] = 0.2  # z only, 20 sigma but 250x fainter than the core: still red, visible
     rgb = asinh_rgb(stamp)
-    assert rgb.shape == (8, 8, 3) and rgb.min() >= 0 and rgb.max() == 1.0
-    assert rgb[2, 2].argmax() == 2 and rgb[5, 5].argmax() == 0
-    assert rgb[5, 5, 0] > 0.05  # the asinh stretch lifts the faint pixel well above linear (0.01)
+    assert rgb.shape == (16, 16, 3) and rgb.min() >= 0 and rgb.max() == 1.0
+    assert rgb[2, 2].argmax() == 2 and rgb[9, 9].argmax() == 0
+    # a linear scale would put the faint pixel at 0.2 / (50 * 2.5 / 1.0) ~ 0.002 of the peak
+    assert rgb[9, 9, 0] > 0.1

@@ -312,7 +312,7 @@ def _qa(run_dir: Path) -> str:
     return f'<table class="sortable"><thead><tr><th>check</th><th>value</th></tr></thead><tbody>{body}</tbody></table>'
 
 
-def asinh_rgb(stamp: Any, q: float = 8.0) -> Any:
+def asinh_rgb(stamp: Any) -> Any:
     """An (H, W, 3) colour image of a (3, H, W) g, r, z stamp: z → red, r → green, g → blue,
     with the asinh stretch of Lupton et al. (2004). Scaling all three bands by one function of the
     summed intensity keeps the colours of faint and bright pixels alike, so a blue arc stays blue
@@ -323,7 +323,10 @@ def asinh_rgb(stamp: Any, q: float = 8.0) -> Any:
     g, r, z = (np.nan_to_num(np.asarray(b, np.float64)) for b in stamp)
     bands = np.stack([z * 1.0, r * 1.5, g * 2.5])
     intensity = np.clip(bands.mean(0), 1e-12, None)
-    soft = max(float(np.percentile(intensity, 99.5)), 1e-9) / q
+    # the stretch turns from linear to logarithmic a few sky-noise sigma above zero (robust MAD),
+    # so an arc a few sigma above the sky is visible next to a bright galaxy core
+    mad = 1.4826 * float(np.median(np.abs(intensity - np.median(intensity))))
+    soft = max(3 * mad, float(intensity.max()) / 1000, 1e-12)
     scale = np.arcsinh(intensity / soft) / intensity
     rgb = np.clip(bands * scale, 0, None)
     peak = float(rgb.max()) or 1.0
