@@ -61,7 +61,7 @@ def section(run_dir: Path) -> str:
     tier_b = int(np.sum((tiers == "B") & (label == 1) & (split == "train")))
     n1, n2 = int(np.sum((pools == "N1") & (label == 0))), int(np.sum((pools == "N2") & (label == 0)))
     split_cfg = (spec.get("data") or {}).get("split")
-    excl = (report.get("exclusions") or {}).get("total")
+    excl = (report.get("exclusions") or {}).get("total", report.get("n_excluded"))
     rows = [
         ("Manifest", f"[{manifest}]({manifest}), {len(label):,} rows, SHA-256 `{sha256_file(path)[:16]}…`"),
         ("Dataset mode", (spec.get("data") or {}).get("name") or report.get("source")),
@@ -75,9 +75,10 @@ def section(run_dir: Path) -> str:
         ("N1:N2", f"{n1:,}:{n2:,}" + (f" ({n1 / n2:.2f})" if n2 else "") if "pool" in m else None),
         ("Positive / negative cutout source", _source(spec)),
         ("Excluded cutouts", f"{excl:,} (missing, unreadable or non-finite; listed in {ARTIFACTS['data_report']})"
-         if excl is not None else None),
-        ("Split method and seed", (compact(split_cfg) if split_cfg else "not recorded")
-         + f"; run.seed {(spec.get('run') or {}).get('seed')}" if spec else None),
+         if excl is not None else ("not recorded" if report else None)),
+        ("Split method and seed", ((compact(split_cfg) if split_cfg else "not recorded")
+                                   + (f"; run.seed {spec['run']['seed']}" if (spec.get("run") or {}).get("seed")
+                                      is not None else "")) if spec else None),
     ]
     lines += field_table(rows)
     return "\n".join(lines)
