@@ -88,9 +88,14 @@ def dhs_popen(cwd: Path, *args: str, **env: str) -> subprocess.Popen:
 
 #: the documented difference between two runs of the same spec: wall-clock seconds and time
 #: stamps (in metrics.jsonl, the checkpoints' last-epoch metrics and MODEL_CARD.md), the command
-#: line, and the card's digests of the files that hold those seconds
+#: line and directory, and the card's digests of the files that hold those seconds (the artifact
+#: rows of the run's top directory — run_info.json, dhs.log — and of train/ — metrics.jsonl)
 _TIMES = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)?|\(\d+(\.\d+)? s\)")
-_CARD_ROW_OF_TIMED_FILE = re.compile(r"^\| train/(best\.pt|last\.pt|epoch_\d+\.pt|metrics\.jsonl) \|")
+_CARD_ROW_OF_TIMED_FILE = re.compile(r"^\| (\./|train/) \|")
+#: absolute paths (run directory, spec, working directory) differ between the compared runs' homes
+_ABSOLUTE = re.compile(r"(?<=[\s`(])/[^\s`'\"|()]+")
+#: report.html is the card (compared above) rendered with the figures: its figures are compared
+_EMBEDDED = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 
 def _untimed(obj):
@@ -117,9 +122,12 @@ def _digest(path: Path, rel: str) -> str:
             h.update(json.dumps(_untimed(json.loads(line)), sort_keys=True).encode())
     elif rel == "MODEL_CARD.md":
         for line in path.read_text().splitlines():
-            if line.startswith("- Command:") or _CARD_ROW_OF_TIMED_FILE.match(line):
+            if _CARD_ROW_OF_TIMED_FILE.match(line):
                 continue
-            h.update(_TIMES.sub("<time>", line).encode())
+            h.update(_ABSOLUTE.sub("<path>", _TIMES.sub("<time>", line)).encode())
+    elif rel == "report.html":
+        for payload in _EMBEDDED.findall(path.read_text()):
+            h.update(payload.encode())
     else:
         h.update(path.read_bytes())
     return h.hexdigest()

@@ -169,7 +169,7 @@ def checklist(run_dir: Path, info: dict | None, stages: Sequence[Any], paths: Se
     out.append(("Counts match the manifest", _counts_check(run_dir)))
     data = ((info or {}).get("stages") or {}).get("data") or {}
     out.append(("Cutout sources and timestamps recorded",
-                f"pass: data stage {data.get('status')} {data.get('started')} → {data.get('finished')}"
+                f"pass: data stage {data.get('started')} → {data.get('finished')}"
                 if data.get("finished") else "Not run: the data stage did not finish in this run"))
     cmd = reproduce_command(info)
     out.append(("Copy-pastable command and cwd", f"pass: `{cmd}` in `{info.get('cwd')}`" if cmd and info and info.get("cwd")

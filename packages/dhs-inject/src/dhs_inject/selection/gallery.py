@@ -107,7 +107,17 @@ def write(path: Path, tasks: Sequence[Any], run_dir: Path, data_dir: Path, thres
     if not arrays:
         return False
     arrays.setdefault("threshold", np.asarray(threshold, float))
+    # an .npz written member by member with a fixed time stamp: rerunning the stage rewrites the
+    # file byte for byte (np.savez stamps each member with the current time)
+    import io
+    import zipfile
+
     with atomic_path(path) as tmp:
-        with open(tmp, "wb") as fh:
-            np.savez_compressed(fh, **arrays)
+        with zipfile.ZipFile(tmp, "w", compression=zipfile.ZIP_DEFLATED) as zf:
+            for name, value in sorted(arrays.items()):
+                buf = io.BytesIO()
+                np.lib.format.write_array(buf, np.asarray(value), allow_pickle=False)
+                info = zipfile.ZipInfo(f"{name}.npy", date_time=(1980, 1, 1, 0, 0, 0))
+                info.compress_type = zipfile.ZIP_DEFLATED
+                zf.writestr(info, buf.getvalue())
     return True
