@@ -93,3 +93,23 @@ def test_compare_refuses_what_is_not_a_run(runs, tmp_path):
             compare([runs["a"], tmp_path])
         with pytest.raises(UserError, match="at least two"):
             compare([runs["a"]])
+
+
+def test_a_sweep_comparison_uses_the_same_comparison(tmp_path):
+    """A [sweep] over the score seed: comparison.md gets the runner's table and then the paired
+    DeLong test of the points (same cutouts), from the same code as `dhs compare`."""
+    spec = {"run": {"name": "sw", "seed": 7, "out_dir": str(tmp_path / "sweep")},
+            "fixture_data": {"n": 600}, "fixture_train": {"n_nan": 0}, "fixture_selection": {},
+            "evaluate": [{"name": "classification", "n_bootstrap": 20}],
+            "sweep": {"fixture_train.score_seed": [1, 2]}}
+    with fixture_stages():
+        result = dhs_core.run(spec)
+        from dhs_eval.compare import compare, markdown
+
+        runs, pairs = compare([p.run_dir for p in result.points])
+    text = (tmp_path / "sweep/comparison.md").read_text()
+    assert text.startswith("# Sweep comparison\n\n| point |")
+    pair = next(line for line in text.splitlines() if " vs " in line)
+    assert "omitted" not in pair and pair in markdown(runs, pairs, None)
+    assert "| test ROC AUC [95 % CI] |" in text
+    assert (tmp_path / "sweep/compare_completeness_theta_e.png").is_file()

@@ -233,3 +233,14 @@ def write(run_dirs: Sequence[Path], out_dir: Path) -> tuple[str, Path, Path]:
             f"<style>{_STYLE}</style></head><body>{body}<script>{_SCRIPT}</script></body></html>\n")
     write_text(out_dir / COMPARE_HTML, page)
     return text, out_dir / COMPARE_MD, out_dir / COMPARE_HTML
+
+
+def sweep_markdown(base_dir: Path, run_dirs: Sequence[Path]) -> str | None:
+    """A sweep's comparison (appended to its comparison.md by the runner): the same tables as
+    ``dhs compare``, with the overlay figure written next to it; None for fewer than two points."""
+    if len(run_dirs) < 2:
+        return None
+    runs, pairs = compare(run_dirs)
+    fig = overlay_figure(Path(base_dir) / COMPARE_FIGURE, runs)
+    text = markdown(runs, pairs, COMPARE_FIGURE if fig else None)
+    return "## Metrics with intervals" + text[len("# Run comparison"):].replace("\n## ", "\n### ")

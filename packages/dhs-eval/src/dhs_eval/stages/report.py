@@ -51,6 +51,13 @@ class ReportStage(Stage):
         """What the report's own figures are drawn from, where the writing stage is installed."""
         return tuple(p for p in (_installed_artifact(*ref) for ref in FIGURE_INPUTS) if p)
 
+    def sweep_section(self, base_dir, run_dirs):
+        """The sweep's points compared as ``dhs compare`` compares runs (same code): metrics with
+        intervals, paired DeLong tests against the first point, completeness overlaid."""
+        from dhs_eval.compare import sweep_markdown
+
+        return sweep_markdown(base_dir, run_dirs)
+
     def run(self, ctx: StageContext) -> None:
         from dhs_core.runner import order_stages
         from dhs_core.spec import enabled_stages
