@@ -120,8 +120,10 @@ def browser(session: nox.Session) -> None:
 
     if not any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")):
         if shutil.which("apt-get"):
-            session.run("apt-get", "update", external=True)
-            session.run("apt-get", "install", "-y", "chromium", external=True)
+            # a failed install is not a failed session: the test then skips and says why
+            anything = list(range(256))
+            session.run("apt-get", "update", external=True, success_codes=anything)
+            session.run("apt-get", "install", "-y", "chromium", external=True, success_codes=anything)
         else:
             session.log("no chromium and no apt-get: the browser test will skip and say why")
     _install(session, PACKAGES, set())
