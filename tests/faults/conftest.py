@@ -88,7 +88,7 @@ def dhs_popen(cwd: Path, *args: str, **env: str) -> subprocess.Popen:
 
 #: the documented difference between two runs of the same spec: wall-clock seconds and time
 #: stamps (in metrics.jsonl, the checkpoints' last-epoch metrics and MODEL_CARD.md), the command
-#: line and directory, and the card's digests of the files that hold those seconds (the artifact
+#: line (the reproduce command and its checklist row) and directory, and the card's digests of the files that hold those seconds (the artifact
 #: rows of the run's top directory — run_info.json, dhs.log — and of train/ — metrics.jsonl)
 _TIMES = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)?|\(\d+(\.\d+)? s\)")
 _CARD_ROW_OF_TIMED_FILE = re.compile(r"^\| (\./|train/) \|")
@@ -122,8 +122,8 @@ def _digest(path: Path, rel: str) -> str:
             h.update(json.dumps(_untimed(json.loads(line)), sort_keys=True).encode())
     elif rel == "MODEL_CARD.md":
         for line in path.read_text().splitlines():
-            if _CARD_ROW_OF_TIMED_FILE.match(line):
-                continue
+            if _CARD_ROW_OF_TIMED_FILE.match(line) or line.startswith(("dhs run ", "| Copy-pastable command")):
+                continue  # the recorded command line differs (--force, --stage) by design
             h.update(_ABSOLUTE.sub("<path>", _TIMES.sub("<time>", line)).encode())
     elif rel == "report.html":
         for payload in _EMBEDDED.findall(path.read_text()):

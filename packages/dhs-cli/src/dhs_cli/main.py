@@ -52,7 +52,9 @@ def run_cmd(
     with RichProgress(err) as progress:
         result = run(
             spec, set_, stages=stage, force=force, executor=executor, progress=progress,
-            log=lambda msg: progress.bar.console.print(f"dhs: {msg}", markup=False, highlight=False, style="dim"),
+            # soft_wrap: a message is one line however narrow the terminal (grep-able in logs)
+            log=lambda msg: progress.bar.console.print(f"dhs: {msg}", markup=False, highlight=False, style="dim",
+                                                       soft_wrap=True),
             command=["dhs", *sys.argv[1:]], check_space=not no_space_check,
         )
     points = result.points or [result]
