@@ -19,7 +19,7 @@ FULL = {"fixture_data": {}, "fixture_train": {}, "fixture_selection": {},
 
 #: the template's sections (docs/eval.md, "Model card") and, per section, fields that must appear
 TEMPLATE = {
-    "## Identification": ("| Run ID |", "| Config |", "| Seed |", "| Status |"),
+    "## Identification": ("| Run ID |", "| Config |", "| Checkpoint |", "| Status |"),
     "## Evaluation metrics": ("| ROC AUC [95 % bootstrap CI] |", "| Tier-A recall @0.5 |", "| Tier-A recall @0.3 |",
                               "| Tier-A AUC (vs all negatives) |", "| ECE / MCE |", "| FPR by N2 confuser category @0.5 |",
                               "| Shortcut gates (core-only AUC) |"),

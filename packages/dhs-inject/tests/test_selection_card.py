@@ -34,7 +34,7 @@ def test_selection_section_pools_counts_and_links_the_report_heatmaps(tmp_path):
     assert f"| 1.5 | 17/20 | {fmt(float(stats.beta.ppf(0.5, 17.5, 3.5)))} |" in text
     # the other axes in one row each; an axis with one bin adds nothing
     assert "| Pooled by psfsize_r (k/n, median [68 %]) | 1.1: 11/20" in text and "source_mag" not in text
-    assert "completeness_theta_e_psfsize_r.png" not in text
+    assert "completeness_theta_e_psfsize_r.png" not in text and "| Heatmaps | not drawn yet" in text
     (tmp_path / "report").mkdir()
     (tmp_path / "report" / "completeness_theta_e_psfsize_r.png").write_bytes(b"png")
     assert ("[completeness_theta_e_psfsize_r.png](report/completeness_theta_e_psfsize_r.png)"

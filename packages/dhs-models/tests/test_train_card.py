@@ -30,7 +30,7 @@ def test_train_section_shows_architecture_run_and_selected_epoch(tmp_path):
     assert "| Epochs done | 3 of 5 |" in text
     # no train/summary.json: the stop reason is not guessed from the epoch count
     assert "| Stop reason | not recorded (no train/summary.json" in text and "| Parameters | Not run |" in text
-    assert "Training curves" not in text  # the report stage has not drawn them
+    assert "| Training curves | not drawn yet" in text  # the report stage has not drawn them
     # the last epoch flagged best is the selected one
     assert "| Best epoch | 2 |" in text and "| Best val AUC | 0.8500 |" in text
     assert "| Final train loss | 0.3000 |" in text

@@ -54,7 +54,6 @@ def identification(run_dir: Path, info: dict | None, spec: dict, problem: str | 
         ("Config", f"`{layout.RESOLVED_SPEC}` (spec SHA-256 `{info.get('spec_sha256')}`); "
                    f"source `{info.get('spec_path') or 'an in-memory spec'}`"),
         ("Checkpoint", f"`{best}` (SHA-256 `{sha256_file(best_path)}`)" if best_path and best_path.is_file() else None),
-        ("Seed", run.get("seed")),
         ("Status", _status(info)),
         ("Packages and components", ", ".join(f"{k} {v}" for k, v in sorted(versions.items()) if k.startswith("dhs-") and v)
          + "; " + ", ".join(f"{p['name']} ({p['distribution']})" for p in info.get("plugins") or [])),

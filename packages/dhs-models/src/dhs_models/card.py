@@ -65,6 +65,7 @@ def training(run_dir: Path, info: dict | None, spec: dict[str, Any], rows: list[
     stage = ((info or {}).get("stages") or {}).get("train", {})
     host = (info or {}).get("host") or {}
     best_path = run_dir / ARTIFACTS["best"]
+    curves = f"{REPORT_DIR}/{TRAINING_CURVES}"
     lines += field_table([
         ("Host", f"{host.get('hostname')} ({host.get('cpu_count')} CPUs, device {(summary or {}).get('device', '?')}; "
                  f"Python {(info or {}).get('python')}, torch {(info or {}).get('torch')}, CUDA {(info or {}).get('cuda')})"
@@ -75,10 +76,8 @@ def training(run_dir: Path, info: dict | None, spec: dict[str, Any], rows: list[
         ("Stop reason", (summary or {}).get("stop_reason")
          or f"not recorded (no {ARTIFACTS['summary']}: the train stage did not finish)"),
         ("Checkpoints", f"`{ARTIFACTS['best']}` (selected epoch), `{ARTIFACTS['last']}`" if best_path.is_file() else None),
+        ("Training curves", f"[{curves}]({curves})" if (run_dir / curves).is_file() else "not drawn yet (the report stage draws them)"),
     ])
-    curves = f"{REPORT_DIR}/{TRAINING_CURVES}"
-    if (run_dir / curves).is_file():
-        lines += ["", f"Training curves: [{curves}]({curves})"]
     return lines
 
 

@@ -52,6 +52,8 @@ def section(run_dir: Path) -> str:
     csv = f"{REPORT_DIR}/{CELLS_CSV}"
     # θE, the axis the selection function is read along, gets the table; the other axes one
     # line each (k/n and posterior median [68 %] per bin)
+    figures = [f"{REPORT_DIR}/{COMPLETENESS_HEATMAP.format(x=x, y=y)}" for x, y in HEATMAP_AXES]
+    present = [f for f in figures if (run_dir / f).is_file()]
     others, table_lines = [], []
     for axis, table in selection.marginal_tables(cells).items():
         rows = selection.as_rows(table)
@@ -74,10 +76,7 @@ def section(run_dir: Path) -> str:
         ("Grid cells", f"{cells.num_rows} ({meta.get('per_cell', '?')} injections requested per cell); every cell: "
          + (f"[{csv}]({csv})" if (run_dir / csv).is_file() else f"[{ARTIFACTS['cells']}]({ARTIFACTS['cells']})")),
         *others,
+        ("Heatmaps", ", ".join(f"[{Path(f).name}]({f})" for f in present) or "not drawn yet (the report stage draws them)"),
     ])
     lines += table_lines
-    figures = [f"{REPORT_DIR}/{COMPLETENESS_HEATMAP.format(x=x, y=y)}" for x, y in HEATMAP_AXES]
-    present = [f for f in figures if (run_dir / f).is_file()]
-    if present:
-        lines += ["", "Heatmaps: " + ", ".join(f"[{Path(f).name}]({f})" for f in present)]
     return "\n".join(lines)
