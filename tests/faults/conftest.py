@@ -87,11 +87,15 @@ def dhs_popen(cwd: Path, *args: str, **env: str) -> subprocess.Popen:
 
 
 #: the documented difference between two runs of the same spec: wall-clock seconds and time
-#: stamps (in metrics.jsonl, the checkpoints' last-epoch metrics and MODEL_CARD.md), the command
-#: line (the reproduce command and its checklist row) and directory, and the card's digests of the files that hold those seconds (the artifact
-#: rows of the run's top directory — run_info.json, dhs.log — and of train/ — metrics.jsonl)
+#: stamps (in metrics.jsonl and MODEL_CARD.md), the command line and directory (the card's
+#: reproduce command, its checklist row and absolute paths), the selection function's count of
+#: cells computed vs reused, and the card's digests of the files that hold them (the artifact rows
+#: of the run's top directory — run_info.json, dhs.log —, of train/ — metrics.jsonl — and of
+#: selection_function/ — meta.json)
 _TIMES = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)?|\(\d+(\.\d+)? s\)")
-_CARD_ROW_OF_TIMED_FILE = re.compile(r"^\| (\./|train/) \|")
+_CARD_ROW_OF_TIMED_FILE = re.compile(r"^\| (\./|train/|selection_function/) \|")
+#: how many grid cells this run computed and how many it found finished (a resumed run reuses)
+_HOW_IT_WENT = ("cells_computed", "cells_reused")
 #: absolute paths (run directory, spec, working directory) differ between the compared runs' homes
 _ABSOLUTE = re.compile(r"(?<=[\s`(])/[^\s`'\"|()]+")
 #: report.html is the card (compared above) rendered with the figures: its figures are compared
@@ -117,12 +121,18 @@ def _digest(path: Path, rel: str) -> str:
         with zipfile.ZipFile(buf) as zf:
             for name in sorted(zf.namelist()):
                 h.update(name.encode() + zf.read(name))
+    elif rel == "selection_function/meta.json":
+        meta = json.loads(path.read_text())
+        for key in _HOW_IT_WENT:
+            meta.pop(key, None)
+        h.update(json.dumps(meta, sort_keys=True).encode())
     elif rel.endswith("metrics.jsonl"):
         for line in path.read_text().splitlines():
             h.update(json.dumps(_untimed(json.loads(line)), sort_keys=True).encode())
     elif rel == "MODEL_CARD.md":
         for line in path.read_text().splitlines():
-            if _CARD_ROW_OF_TIMED_FILE.match(line) or line.startswith(("dhs run ", "| Copy-pastable command")):
+            if (_CARD_ROW_OF_TIMED_FILE.match(line) or line.startswith(("dhs run ", "| Copy-pastable command"))
+                    or any(f"`{key}`" in line for key in _HOW_IT_WENT)):
                 continue  # the recorded command line differs (--force, --stage) by design
             h.update(_ABSOLUTE.sub("<path>", _TIMES.sub("<time>", line)).encode())
     elif rel == "report.html":

@@ -5,6 +5,7 @@ rerunning produce outputs byte-identical to an unbroken run (docs/reliability.md
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 import socket
@@ -35,7 +36,13 @@ def _chain(points: list[tuple[str, str]], seed: int, n_kills: int) -> list[tuple
     chosen = sorted(rng.sample(range(len(candidates)), n_kills + 4))
     kinds = ["kill"] * n_kills + ["sigint", "sigterm", "enospc", "eio"]
     rng.shuffle(kinds)
-    return [(kind, *candidates[i]) for kind, i in zip(kinds, chosen)]
+    chain = [(kind, *candidates[i]) for kind, i in zip(kinds, chosen)]
+    # always also between two epochs: just after the first epoch's last.pt is in place
+    between = candidates.index(("after", "train/last.pt"))
+    if between not in chosen:
+        at = sum(i < between for i in chosen)
+        chain.insert(at, ("kill", "after", "train/last.pt"))
+    return chain
 
 
 def test_concurrent_run_is_refused_while_the_first_finishes(reference):
@@ -105,7 +112,7 @@ def test_a_damaged_resume_checkpoint_is_moved_aside(reference, tmp_path):
     assert res.returncode == 0, res.stderr[-3000:]
     aside = list((run_dir / "train").glob("last.pt.damaged-*"))
     assert len(aside) == 1 and aside[0].stat().st_size == 1000
-    assert "moved it to last.pt.damaged-" in res.stderr
+    assert "moved it to last.pt.damaged-" in " ".join(res.stderr.split())  # the console wraps
     got = {k: v for k, v in outputs(run_dir).items() if ".damaged-" not in k}
     assert got == reference["outputs"]  # trained from scratch: what the unbroken run trained
 
@@ -155,7 +162,8 @@ def _on_full_disk(tmp_path: Path, *dhs_args: str):
     # the run directory lives only inside the namespace: list it and print run_info.json there
     script = (f'mount -t tmpfs -o size=12m tmpfs "{tmp_path / "disk"}" || exit 99; '
               f'"{sys.executable}" -m dhs_cli run "{spec}" {" ".join(dhs_args)}; rc=$?; '
-              f'ls -A "{run_dir}" 2>/dev/null; cat "{run_dir / "run_info.json"}" 2>/dev/null; exit $rc')
+              f'ls -A "{run_dir}" 2>/dev/null; echo "--- run_info"; cat "{run_dir / "run_info.json"}" 2>/dev/null; '
+              'exit $rc')
     return subprocess.run(["unshare", flag, "sh", "-c", script], env=dhs_env(), capture_output=True,
                           text=True, timeout=600)
 
@@ -184,4 +192,33 @@ def test_a_real_full_disk(tmp_path):
     assert res.returncode == 1, (res.returncode, res.stderr[-3000:])  # not 135 (SIGBUS)
     assert "Traceback" not in res.stderr, res.stderr[-3000:]
     assert "the disk is full" in res.stderr, res.stderr[-3000:]
-    assert ".data.partial" not in res.stdout and '"status": "failed"' in res.stdout
+    listing, _, info = res.stdout.partition("--- run_info")
+    assert ".data.partial" not in listing.split() and json.loads(info)["status"] == "failed"
+
+
+def test_a_manifest_changed_in_place_reruns_the_data_stage(reference, tmp_path):
+    import pyarrow.parquet as pq
+
+    survey = tmp_path / "survey"
+    shutil.copytree(reference["dir"] / "data", survey)
+    spec = write_spec(tmp_path, f"""
+[run]
+name = "manifest-change"
+out_dir = "run"
+
+[data]
+name = "manifest"
+path = "{survey / 'manifest.parquet'}"
+""")
+    first = dhs(tmp_path, "run", spec.name)
+    assert first.returncode == 0, first.stderr[-3000:]
+    n_all = json.loads((tmp_path / "run/data/data_report.json").read_text())["n_input"]
+    again = dhs(tmp_path, "run", spec.name)
+    assert "stage data: up to date, skipped" in again.stderr
+    # same path, other rows: the data stage must see it
+    table = pq.read_table(survey / "manifest.parquet")
+    pq.write_table(table.slice(0, 100), survey / "manifest.parquet")
+    changed = dhs(tmp_path, "run", spec.name)
+    assert changed.returncode == 0, changed.stderr[-3000:]
+    assert "stage data: running" in changed.stderr
+    assert n_all > 100 and json.loads((tmp_path / "run/data/data_report.json").read_text())["n_input"] == 100

@@ -204,3 +204,35 @@ def test_run_help_names_the_executor_section(capsys):
     assert main(["run", "--help"]) == 0
     text = " ".join(capsys.readouterr().out.replace("│", " ").split())
     assert "replaces the spec's executor section" in text and "(replaces )" not in text
+
+
+QUICKSTART_BAD = [  # (override, what the message must name): each of these once passed validate
+    ("train.optimizer.lr=inf", "train.optimizer.lr"),
+    ("train.optimizer.weight_decay=inf", "train.optimizer.weight_decay"),
+    ("train.loss.tier_weights.A=nan", "train.loss.tier_weights.A = nan: must be a finite number"),
+    ("preprocess.clip=inf", "preprocess.clip = inf: must be a finite number"),
+    ("selection_function.theta_e.step=inf", "selection_function.theta_e.step = inf"),
+    ("train.epochs=1000000000000", "train.epochs"),
+    ("preprocess.annulus=[32, 20]", "0 <= r_in < r_out"),
+    ("preprocess.annulus=[20, nan]", "0 <= r_in < r_out"),
+    ("run.name=..", "is not a run name"),
+    ('train.optimizer={ name = "adamw", lr = nan }', "train.optimizer.lr"),
+]
+
+
+@pytest.mark.parametrize("override, words", QUICKSTART_BAD)
+def test_quickstart_bad_values_fail_validate(tmp_path, monkeypatch, capsys, override, words):
+    from pathlib import Path
+
+    quickstart = Path(__file__).resolve().parents[3] / "examples" / "quickstart.toml"
+    if not quickstart.is_file():
+        pytest.skip("examples/quickstart.toml is not beside this checkout")
+    from dhs_core import plugins
+
+    monkeypatch.delenv("DHS_DISABLE_PLUGINS", raising=False)  # the quickstart needs every dhs package
+    plugins.reset()
+    monkeypatch.chdir(tmp_path)
+    assert main(["validate", str(quickstart), "--set", override]) == 2
+    err = " ".join(capsys.readouterr().err.split())
+    assert words in err and "should be a valid dictionary" not in err
+    assert list(tmp_path.iterdir()) == []

@@ -271,7 +271,9 @@ class Trainer:
         """
         self.out_dir.mkdir(parents=True, exist_ok=True)
         resumed = resume and self.try_resume()
-        if not resume:
+        if not resumed:
+            # from scratch: nothing of an earlier attempt may remain — a run killed after an
+            # epoch's metrics line but before its last.pt would otherwise repeat that line
             self.clear_outputs()
         if not resumed and self.config.init_weights:
             self.init_from(self.config.init_weights)
