@@ -36,8 +36,11 @@ def register(app) -> None:
         run_dirs: List[Path] = typer.Argument(..., help="Two or more run directories."),
         out: Path = typer.Option(Path("dhs-compare"), "--out", "-o", help="Directory for compare.md / compare.html."),
     ) -> None:
-        """Headline metrics side by side with intervals, a paired DeLong test where the runs share
-        test cutouts, and completeness curves overlaid."""
+        """Compare runs: metrics with intervals, paired DeLong test, completeness overlaid.
+
+        The DeLong test pairs the first run with each other one only when they scored the same
+        test cutouts; otherwise it is omitted and the reason printed.
+        """
         from dhs_eval.compare import write
 
         text, md, html = write(run_dirs, out)
