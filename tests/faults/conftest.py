@@ -85,14 +85,20 @@ def dhs_popen(cwd: Path, *args: str, **env: str) -> subprocess.Popen:
 
 
 #: the documented difference between two runs of the same spec: wall-clock seconds and time
-#: stamps (in metrics.jsonl and MODEL_CARD.md), the command line, the selection function's
-#: count of cells computed vs reused, the card's digests of the files that hold them, and a
-#: checkpoint's pickle layout (checkpoints are compared by content)
+#: stamps (in metrics.jsonl and MODEL_CARD.md), the command line and directory (the card's
+#: reproduce command, its checklist row and absolute paths), the selection function's count of
+#: cells computed vs reused, and the card's digests of the files that hold them (the artifact rows
+#: of the run's top directory — run_info.json, dhs.log —, of train/ — metrics.jsonl — and of
+#: selection_function/ — meta.json), and a checkpoint's pickle layout (checkpoints are compared
+#: by content)
 _TIMES = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?([+-]\d\d:\d\d|Z)?|\(\d+(\.\d+)? s\)")
-_CARD_ROW_OF_TIMED_FILE = re.compile(
-    r"^\| (train/(best\.pt|last\.pt|epoch_\d+\.pt|metrics\.jsonl)|selection_function/meta\.json) \|")
+_CARD_ROW_OF_TIMED_FILE = re.compile(r"^\| (\./|train/|selection_function/) \|")
 #: how many grid cells this run computed and how many it found finished (a resumed run reuses)
 _HOW_IT_WENT = ("cells_computed", "cells_reused")
+#: absolute paths (run directory, spec, working directory) differ between the compared runs' homes
+_ABSOLUTE = re.compile(r"(?<=[\s`(])/[^\s`'\"|()]+")
+#: report.html is the card (compared above) rendered with the figures: its figures are compared
+_EMBEDDED = re.compile(r'src="data:image/png;base64,([A-Za-z0-9+/=]+)"')
 
 
 def _untimed(obj):
@@ -141,10 +147,13 @@ def _digest(path: Path, rel: str) -> str:
             h.update(json.dumps(_untimed(json.loads(line)), sort_keys=True).encode())
     elif rel == "MODEL_CARD.md":
         for line in path.read_text().splitlines():
-            if (line.startswith("- Command:") or _CARD_ROW_OF_TIMED_FILE.match(line)
+            if (_CARD_ROW_OF_TIMED_FILE.match(line) or line.startswith(("dhs run ", "| Copy-pastable command"))
                     or any(f"`{key}`" in line for key in _HOW_IT_WENT)):
-                continue
-            h.update(_TIMES.sub("<time>", line).encode())
+                continue  # the recorded command line differs (--force, --stage) by design
+            h.update(_ABSOLUTE.sub("<path>", _TIMES.sub("<time>", line)).encode())
+    elif rel == "report.html":
+        for payload in _EMBEDDED.findall(path.read_text()):
+            h.update(payload.encode())
     else:
         h.update(path.read_bytes())
     return h.hexdigest()

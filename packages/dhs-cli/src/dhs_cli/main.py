@@ -52,7 +52,9 @@ def run_cmd(
     with RichProgress(err) as progress:
         result = run(
             spec, set_, stages=stage, force=force, executor=executor, progress=progress,
-            log=lambda msg: progress.bar.console.print(f"dhs: {msg}", markup=False, highlight=False, style="dim"),
+            # soft_wrap: a message is one line however narrow the terminal (grep-able in logs)
+            log=lambda msg: progress.bar.console.print(f"dhs: {msg}", markup=False, highlight=False, style="dim",
+                                                       soft_wrap=True),
             command=["dhs", *sys.argv[1:]], check_space=not no_space_check,
         )
     points = result.points or [result]
@@ -65,6 +67,10 @@ def run_cmd(
         out.print(table)
         for k, v in r.metrics.items():
             out.print(f"  {k} = {v:.6g}" if isinstance(v, float) else f"  {k} = {v}")
+    failures = plugins.lifecycle_failures()
+    if failures:
+        _say("warning", "lifecycle hooks failed (the run itself finished): "
+             + ", ".join(f"{hook} of {plugin} x{n}" for (plugin, hook), n in sorted(failures.items())))
     if result.points:
         from dhs_core.layout import COMPARISON_MD
 
@@ -120,12 +126,24 @@ def plugins_cmd(
             indent=2,
         ))
         return
-    table = Table(title="dhs components")
-    for col in ("kind", "name", "distribution", "version", "summary"):
-        table.add_column(col)
-    for c in comps:
-        table.add_row(c.kind, c.name, c.distribution, c.version, c.summary)
-    out.print(table)
+    # Readable in 80 columns: plain aligned columns, the kind printed once per group, provider as
+    # "dist version", and the summary (the only long column) cut to the terminal's width with an
+    # ellipsis; `--json` has it whole.
+    rows = [(c.kind, c.name, f"{c.distribution} {c.version}", " ".join((c.summary or "").split())) for c in comps]
+    heads = ("kind", "name", "provider")
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(heads)]
+    room = max(out.width - sum(widths) - 2 * len(widths) - 1, 20)
+
+    def line(cells: tuple[str, ...], summary: str) -> str:
+        text = summary if len(summary) <= room else summary[: room - 1].rstrip() + "…"
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)) + "  " + text
+
+    lines = [line(heads, "summary"), line(tuple("-" * w for w in widths), "-" * min(room, 7))]
+    previous = None
+    for kind, name, provider, summary in rows:
+        lines.append(line((kind if kind != previous else "", name, provider), summary).rstrip())
+        previous = kind
+    print("\n".join(lines))
 
 
 @app.command("lock")

@@ -48,3 +48,11 @@ class InterruptedRun(DhsError):
         self.signum = signum
         self.exit_code = 128 + signum
         super().__init__(f"interrupted by {signal.Signals(signum).name}")
+
+
+class LifecycleHookWarning(UserWarning):
+    """A lifecycle hook (``dhs_run_started``, ``dhs_epoch_end``, ``dhs_run_finished``) raised.
+
+    Those hooks serve loggers and experiment trackers: a tracker that cannot reach its server or
+    write its files must never kill the run it observes, so the failure becomes this warning and
+    is counted (:func:`dhs_core.plugins.lifecycle_failures`)."""

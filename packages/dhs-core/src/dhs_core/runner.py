@@ -366,7 +366,7 @@ def _slug(assignments: dict[str, Any]) -> str:
     return s[:80]
 
 
-def _write_comparison(out_dir: Path, results: list[RunResult]) -> None:
+def _write_comparison(out_dir: Path, results: list[RunResult], comps: Sequence[plugins.Component] = ()) -> None:
     keys = list(dict.fromkeys(k for r in results for k in r.assignments))
     metrics = sorted({m for r in results for m, v in r.metrics.items() if isinstance(v, (int, float))})
     header = ["point", *keys, "run_dir", *metrics]
@@ -383,7 +383,10 @@ def _write_comparison(out_dir: Path, results: list[RunResult]) -> None:
 
     md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
-    io.write_text(out_dir / layout.COMPARISON_MD, "# Sweep comparison\n\n" + "\n".join(md) + "\n")
+    # stages add their own comparison (the report stage: intervals, paired tests, curves)
+    extra = [text.strip("\n") for c in comps if (text := c.impl.sweep_section(out_dir, [r.run_dir for r in results]))]
+    io.write_text(out_dir / layout.COMPARISON_MD,
+                  "# Sweep comparison\n\n" + "\n".join(md) + "\n" + "".join(f"\n{t}\n" for t in extra))
 
 
 def run(
@@ -429,7 +432,7 @@ def run(
             )
         if not many:
             return results[0]
-        _write_comparison(the_plan.base_dir, results)
+        _write_comparison(the_plan.base_dir, results, the_plan.stages[0])
     return RunResult(the_plan.base_dir, stages={}, points=results)
 
 

@@ -31,7 +31,8 @@ when the output filesystem has less free space than the enabled stages need.
 run`` and ``dhs validate`` alike): raise :class:`~dhs_core.errors.SpecError` for a spec that
 would fail later. ``card_section(run_dir)`` returns this stage's part of MODEL_CARD.md
 (Markdown, starting with a ``##`` heading) or ``None``; the report stage asks every enabled
-stage, third-party ones included.
+stage, third-party ones included; ``sweep_section(base_dir, run_dirs)`` likewise adds to a
+sweep's comparison.md.
 """
 
 from __future__ import annotations
@@ -85,6 +86,11 @@ class Stage:
 
     def card_section(self, run_dir: Path) -> str | None:
         """This stage's section of MODEL_CARD.md (Markdown), or None to add nothing."""
+        return None
+
+    def sweep_section(self, base_dir: Path, run_dirs: list[Path]) -> str | None:
+        """This stage's part of a sweep's comparison.md (Markdown), after the runner's table of
+        headline metrics, or None to add nothing. Asked of every stage the sweep enabled."""
         return None
 
     def fingerprint(self, spec: Any, run_dir: Path) -> Any:

@@ -159,3 +159,17 @@ def completeness_heatmap(path: Path, cells: Any, x: str = "theta_e", y: str = "p
         ax.set(xlabel=AXIS_LABELS.get(x, x), ylabel=AXIS_LABELS.get(y, y), title=title)
         fig.colorbar(im, ax=ax, label=label)
     return _save(fig, path)
+
+
+def completeness_overlay(path: Path, curves: Sequence[tuple[str, Mapping[str, np.ndarray]]]) -> Path:
+    """Marginal completeness against theta_E of several runs on one axis, each with its 68 % band
+    (``curves``: label and a :func:`dhs_eval.selection.marginal` table over ``theta_e``)."""
+    fig = _figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    for label, table in curves:
+        line, = ax.plot(table["theta_e"], table["completeness"], marker="o", label=label)
+        ax.fill_between(table["theta_e"], table["completeness_low_68"], table["completeness_high_68"],
+                        color=line.get_color(), alpha=0.2, lw=0)
+    ax.set(xlabel=AXIS_LABELS["theta_e"], ylabel="completeness (posterior median, 68 %)", ylim=(0, 1))
+    ax.legend(fontsize=8)
+    return _save(fig, path)

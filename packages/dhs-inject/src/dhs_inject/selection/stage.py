@@ -28,7 +28,7 @@ from dhs_core.errors import UserError
 from dhs_core.io import atomic_path, sha256_file, write_json
 from dhs_data import layout as data_layout
 from dhs_inject.__about__ import __version__
-from dhs_inject.layout import ARTIFACTS, CELL_DIR, CELLS, INJECTIONS, META
+from dhs_inject.layout import ARTIFACTS, CELL_DIR, CELLS, GALLERY, INJECTIONS, META
 from dhs_inject.selection.config import SelectionFunctionConfig
 from dhs_models import layout as models_layout
 
@@ -179,6 +179,11 @@ class SelectionFunctionStage(Stage):
                      "psfdepth_r_edges": grid.psfdepth_r_edges, "source_mag_edges": grid.source_mag_edges},
             "cells_computed": stats.get("run"), "cells_reused": stats.get("skipped"), "figures": figures,
         }
+        if cfg.plots and cells["n_ok"].sum() > 0:
+            from dhs_inject.selection import gallery
+
+            gallery.write(ctx.stage_dir / GALLERY, tasks, ctx.run_dir, data_dir, threshold.threshold,
+                          ctx.seed_for("gallery"))
         write_json(ctx.stage_dir / META, meta)
         out = {"completeness": float(total["completeness"]), "completeness_theta_e_ge_1": float(total_wide["completeness"]),
                "threshold": float(threshold.threshold), "n_ok": float(meta["n_ok"]), "n_failed": float(meta["n_failed"])}

@@ -314,9 +314,31 @@ class Trainer:
             if self.on_epoch_end is not None and self.is_main:
                 self.on_epoch_end(epoch + 1, {k: v for k, v in metrics.items() if isinstance(v, (int, float))})
             self.log(self._summary(metrics))
+        done = len(self._metrics_lines())
         if es is not None and self.bad_epochs >= es.patience:
-            self.log(f"early stopping: {es.metric} did not improve for {es.patience} epochs")
+            self.stop_reason = (f"early stopping: {es.metric} did not improve by more than {es.min_delta:g} "
+                                f"for {es.patience} epochs (after epoch {done} of {self.config.epochs})")
+            self.log(self.stop_reason)
+        else:
+            self.stop_reason = f"completed the configured {self.config.epochs} epochs"
         return metrics
+
+    def summary(self) -> dict[str, Any]:
+        """What the trainer knows about the run that no metrics row says: why it stopped, the
+        network's size and the numeric set-up. Written by the train stage as ``summary.json``."""
+        model = unwrap(self.model)
+        amp = self.amp_dtype
+        return {
+            "stop_reason": getattr(self, "stop_reason", "not recorded"),
+            "epochs_configured": self.config.epochs,
+            "epochs_done": len(self._metrics_lines()),
+            "n_parameters": int(sum(p.numel() for p in model.parameters())),
+            "n_trainable_parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
+            "device": str(self.device),
+            "amp": str(amp).replace("torch.", "") if amp is not None else "off (float32)",
+            "monitor": self.config.monitor,
+            "best_metric": self.best_metric,
+        }
 
     @staticmethod
     def _summary(m: Mapping[str, Any]) -> str:
