@@ -19,7 +19,7 @@ CONSTRAINTS = ("-c", str(ROOT / "constraints.txt"))
 TEST_TOOLS = ("pytest>=8", "pytest-xdist>=3")
 
 nox.options.default_venv_backend = "uv"
-nox.options.sessions = ["lint", "tests", "example_plugin"]
+nox.options.sessions = ["lint", "tests", "example_plugin", "faults", "browser"]
 nox.options.reuse_existing_virtualenvs = True
 
 
@@ -103,10 +103,43 @@ def example_plugin(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def faults(session: nox.Session) -> None:
+    """The fault-injection suite (tests/faults, docs/reliability.md): the whole pipeline broken
+    at seeded points by SIGKILL, signals, a full disk, damaged files and a concurrent run."""
+    _install(session, PACKAGES, set())
+    _pytest(session, "tests/faults")
+
+
+@nox.session(python="3.11")
+def browser(session: nox.Session) -> None:
+    """report.html of two tiny real runs in headless Chromium (tests/browser): no console errors,
+    every image decoded, no network URL, tables sort on click; plus `dhs compare` / `dhs report`
+    on those runs. Installs Debian's chromium when it is absent; a screenshot of the report is
+    left in build/browser/report.png."""
+    import shutil
+
+    if not any(shutil.which(b) for b in ("chromium", "chromium-browser", "google-chrome")):
+        if shutil.which("apt-get"):
+            # a failed install is not a failed session: the test then skips and says why
+            anything = list(range(256))
+            session.run("apt-get", "update", external=True, success_codes=anything)
+            session.run("apt-get", "install", "-y", "chromium", external=True, success_codes=anything)
+        else:
+            session.log("no chromium and no apt-get: the browser test will skip and say why")
+    _install(session, PACKAGES, set())
+    shots = ROOT / "build" / "browser"
+    session.run(
+        "python", "-m", "pytest", "-q", "-p", "no:cacheprovider", "-s", "tests/browser", *session.posargs,
+        env={"DHS_LOAD_PLUGINS": "builtin", "MPLBACKEND": "Agg", "DHS_SCREENSHOT_DIR": str(shots)},
+    )
+    session.log(f"screenshot of report.html: {shots / 'report.png'}")
+
+
+@nox.session(python="3.11")
 def lint(session: nox.Session) -> None:
     """ruff over every package, the examples and the benchmarks."""
     session.install("ruff>=0.6")
-    session.run("ruff", "check", "packages", "examples", "benchmarks", "noxfile.py")
+    session.run("ruff", "check", "packages", "examples", "benchmarks", "tests", "noxfile.py")
 
 
 @nox.session(python="3.11")

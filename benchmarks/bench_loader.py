@@ -12,6 +12,13 @@ key and then through one shuffled loader epoch while the process RSS (split into
 mapped-file pages) is sampled; with memory-mapped shards and a bounded set of open maps the RSS
 stays flat instead of growing with the number of cutouts read. The store lives in a temporary
 directory that is deleted at the end.
+
+Integrity: the cost of checking every shard cutout's CRC-32 (docs/data.md, "Integrity"), measured
+side by side in interleaved rounds on one 101 px shard store, num_workers=0: opening the dataset
+plus one shuffled, augmented epoch with no checks at all (``verify="never"``, the baseline) vs
+the default (the dataset verifies its cutouts when opened, reads then trust them) vs no check at
+open and each cutout checked on its first read. A second epoch shows the steady state.
+``--verify-only`` runs just this part.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from torch.utils.data import DataLoader
 from dhs_data.datasets import CutoutDataset, collate
 from dhs_data.manifest import write_manifest
 from dhs_data.stores import ShardStore, ShardWriter, write_npz, write_store_json
+from dhs_data.stores.shards import _VERIFIED
 
 
 def rss_mb() -> dict[str, float]:
@@ -116,15 +124,84 @@ def memory(root: Path, n: int) -> dict:
     return out
 
 
+def open_and_epochs(root: Path, mode: str) -> tuple[float, float, float]:
+    """Seconds to open the train dataset, for its first and for its second shuffled epoch.
+
+    ``mode``: ``never`` (no CRC check anywhere), ``open`` (the default: the dataset verifies the
+    cutouts it will read when opened), ``first-read`` (no check at open; each cutout is checked
+    the first time it is read). What this process verified before is forgotten first.
+    """
+    _VERIFIED.clear()
+    t0 = time.perf_counter()
+    ds = CutoutDataset(root, split="train", augment=True, verify=mode == "open")
+    if mode == "never":
+        ds.store.verify_mode = "never"
+    t1 = time.perf_counter()
+    loader = DataLoader(ds, batch_size=64, shuffle=True, num_workers=0, collate_fn=collate)
+    times = []
+    for epoch in range(2):
+        ds.set_epoch(epoch)
+        start, n = time.perf_counter(), 0
+        for batch in loader:
+            n += batch["image"].shape[0]
+        times.append(time.perf_counter() - start)
+        assert n == len(ds)
+    return t1 - t0, times[0], times[1]
+
+
+def verification(root: Path, rounds: int) -> dict:
+    """Interleaved rounds of :func:`open_and_epochs` for each mode; ratios are per round (baseline
+    seconds / checked seconds, so 1.0 = free), summarised by median and range."""
+    modes = ("never", "open", "first-read")
+    runs: dict[str, list[tuple[float, float, float]]] = {m: [] for m in modes}
+    open_and_epochs(root, "never")  # warm the page cache
+    for r in range(rounds):
+        for mode in modes[r % 3:] + modes[:r % 3]:
+            runs[mode].append(open_and_epochs(root, mode))
+    out = {}
+    for mode in ("open", "first-read"):
+        first = [(b[0] + b[1]) / (c[0] + c[1]) for b, c in zip(runs["never"], runs[mode])]
+        steady = [b[2] / c[2] for b, c in zip(runs["never"], runs[mode])]
+        out[mode] = {"first": first, "steady": steady,
+                     "open_s": float(np.median([c[0] for c in runs[mode]])),
+                     "epoch_s": float(np.median([c[1] for c in runs[mode]]))}
+    out["never"] = {"open_s": float(np.median([c[0] for c in runs["never"]])),
+                    "epoch_s": float(np.median([c[1] for c in runs["never"]]))}
+    return out
+
+
+def report_verification(tmp: Path, n: int, rounds: int) -> float:
+    (tmp / "verify").mkdir()
+    build(tmp / "verify", n, 101, "shards")
+    res = verification(tmp / "verify", rounds)
+    base = res["never"]
+    print(f"integrity, {n} cutouts 101 px, {rounds} interleaved rounds, num_workers=0: no checks open "
+          f"{base['open_s']:.3f} s + epoch {base['epoch_s']:.3f} s")
+    for mode, what in (("open", "verify when opened (default)"), ("first-read", "check on first read")):
+        r = res[mode]
+        first, steady = np.array(r["first"]), np.array(r["steady"])
+        print(f"  {what}: open {r['open_s']:.3f} s + epoch {r['epoch_s']:.3f} s; ratio open+first epoch "
+              f"{np.median(first):.2f} (range {first.min():.2f}-{first.max():.2f}), second epoch "
+              f"{np.median(steady):.2f} (range {steady.min():.2f}-{steady.max():.2f})")
+    ratio = float(np.median(res["open"]["first"]))
+    print(f"integrity: ratio {ratio:.2f} (open + first epoch with CRC-32 verification vs without, shards 101 px)")
+    return ratio
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--verify-only", action="store_true", help="only the integrity-check cost")
     args = ap.parse_args()
     n_speed = 1500 if args.quick else 10000
     n_mem = 10000 if args.quick else 100000
     min_seconds = 3.0 if args.quick else 10.0
+    rounds = 5 if args.quick else 9
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
+        report_verification(tmp, n_speed, rounds)
+        if args.verify_only:
+            return
         for fmt in ("npz", "shards"):
             (tmp / fmt).mkdir()
             build(tmp / fmt, n_speed, 101, fmt)

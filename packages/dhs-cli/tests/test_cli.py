@@ -147,5 +147,26 @@ def test_runtime_failure_exits_1(tmp_path, capsys):
 def test_sweep_from_cli(tmp_path):
     spec = good(tmp_path, '\n[sweep]\n"numbers.n" = [1, 2]\n"square.scale" = [1.0, 2.0]\n')
     assert main(["run", str(spec)]) == 0
-    assert len([d for d in (tmp_path / "run").iterdir() if d.is_dir()]) == 4
+    assert len([d for d in (tmp_path / "run").iterdir() if d.is_dir() and not d.name.startswith(".")]) == 4
     assert (tmp_path / "run/comparison.csv").exists() and (tmp_path / "run/comparison.md").exists()
+
+
+def test_plugins_table_fits_80_columns(capsys, monkeypatch):
+    """Every line of `dhs plugins` fits an 80-column terminal; a long summary is cut with an
+    ellipsis (the whole text stays in --json) and every component name is printed whole."""
+    from dhs_cli import main as main_module
+
+    monkeypatch.setattr(main_module.out, "_width", 80)
+    assert main(["plugins"]) == 0
+    text = capsys.readouterr().out
+    lines = text.splitlines()
+    assert lines and all(len(line) <= 80 for line in lines), max(lines, key=len)
+    assert main(["plugins", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    for comp in listed:
+        assert any(comp["name"] in line.split() for line in lines), comp["name"]
+        summary = " ".join(comp["summary"].split())
+        row = next(line for line in lines if comp["name"] in line.split())
+        # the summary is either whole or a prefix ending in an ellipsis
+        shown = row.split(comp["version"], 1)[1].strip()
+        assert shown == summary or (shown.endswith("…") and summary.startswith(shown[:-1])), (shown, summary)

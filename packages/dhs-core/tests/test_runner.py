@@ -94,7 +94,7 @@ def test_failed_stage_is_recorded_and_resumes(tmp_path):
     with pytest.raises(StageError, match="simulated crash in square"):
         dhs_core.run(spec(tmp_path))
     info = json.loads((tmp_path / "run/run_info.json").read_text())
-    assert info["status"] == "failed" and info["stages"]["square"]["status"] == "running"
+    assert info["status"] == "failed" and info["stages"]["square"]["status"] == "failed"
     SquareStage.crash = False
     assert dhs_core.run(spec(tmp_path)).stages == {"numbers": "skipped", "square": "ran"}
 
@@ -136,7 +136,7 @@ def test_killed_after_stage_one_resumes_without_rerunning_it(tmp_path):
 def test_sweep_writes_a_run_per_point_and_comparison(tmp_path):
     res = dhs_core.run(spec(tmp_path, sweep={"numbers.n": [1, 2], "square.scale": [1.0, 3.0]}))
     assert len(res.points) == 4
-    dirs = sorted(p.name for p in (tmp_path / "run").iterdir() if p.is_dir())
+    dirs = sorted(p.name for p in (tmp_path / "run").iterdir() if p.is_dir() and not p.name.startswith("."))
     assert len(dirs) == 4
     for p in res.points:
         assert (p.run_dir / "run_info.json").exists() and (p.run_dir / "square/values.json").exists()

@@ -27,12 +27,14 @@ def test_data_section_counts_splits_tiers_and_pools(tmp_path):
     (tmp_path / "run_info.json").write_text(json.dumps({"spec": {"data": {"name": "manifest", "split": split_cfg}}}))
     text = section(tmp_path)
     assert text.startswith("## Data\n")
-    assert "| test | 1 | 2 | 2.0:1 |" in text and "| train | 2 | 4 | 2.0:1 |" in text
-    assert "| all | 3 | 6 | 2.0:1 |" in text
-    assert "- Positives per tier: A: 1, B: 1, none: 1" in text
-    assert "- Negatives per pool: N1: 4, N2: 2 (N1:N2 = 2.00)" in text
-    assert f"- Split method: `{json.dumps(split_cfg)}`" in text
-    assert "  - `n_excluded` = `2`" in text and "excluded_paths" not in text  # lists are left out
+    assert "| Train / val / test (positives, negatives) | 6 (2, 4) / 0 (0, 0) / 3 (1, 2) |" in text
+    assert "| Positives / negatives (neg:pos) | 3 / 6 (2.0:1) |" in text
+    # Tier-A counts in the test split (evaluation), Tier-B in the training split
+    assert "| Tier-A (eval, test split) | 0 |" in text and "| Tier-B (training split) | 1 |" in text
+    assert "| N1:N2 | 4:2 (2.00) |" in text
+    assert "| Split method and seed | method=healpix, nside=128 |" in text
+    assert "| Excluded cutouts | 2 (missing, unreadable or non-finite" in text and "excluded_paths" not in text
+    assert "| Dataset mode | manifest |" in text
     assert DataStage().card_section(tmp_path) == text
 
 

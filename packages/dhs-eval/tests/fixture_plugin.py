@@ -35,6 +35,8 @@ class FixtureTrain(BaseModel):
     epochs: int = 3
     # cutouts whose score is NaN (failed to score)
     n_nan: int = 4
+    # seed of the fake scores (two runs with different seeds: two finders on the same cutouts)
+    score_seed: int = 1
 
 
 class FixtureSelection(BaseModel):
@@ -104,10 +106,12 @@ class FixtureTrainStage(Stage):
         manifest = pq.read_table(ctx.path("data/manifest.parquet"))
         out = ctx.path("train")
         out.mkdir(parents=True, exist_ok=True)
-        pq.write_table(make_scores(manifest, cfg.n_nan), out / "scores.parquet")
+        pq.write_table(make_scores(manifest, cfg.n_nan, cfg.score_seed), out / "scores.parquet")
         rows = [{"epoch": e, "train_loss": 1.0 / e, "val_loss": 1.2 / e, "val_auc": 0.8 + 0.02 * e, "best": True}
                 for e in range(1, cfg.epochs + 1)]
         (out / "metrics.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+        for r in rows:  # as the real trainer does: the lifecycle hook after every epoch
+            ctx.epoch_end(r["epoch"], {k: v for k, v in r.items() if k != "best"})
 
     def card_section(self, run_dir):
         rows = read_jsonl(run_dir / "train/metrics.jsonl")

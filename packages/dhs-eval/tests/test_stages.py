@@ -68,13 +68,14 @@ def test_evaluate_and_report_end_to_end(tmp_path):
         headings = ("## Identification", *order, "## Artifacts", "## Steps to reproduce")
         positions = [card.index(h) for h in headings]
         assert positions == sorted(positions)
-        assert f"ROC AUC: {test['auc']:.4f}" in card
-        assert "FPR edge_on_proxy @0.5 = " in card and "Epochs: 3" in card
-        assert "![classification_roc.png](evaluate/classification_roc.png)" in card
+        assert f"| ROC AUC [95 % bootstrap CI] | {test['auc']:.4f} [" in card
+        edge = next(p for p in strata["fpr_by_confuser_category"] if p["stratum"] == "edge_on_proxy")
+        assert f"edge_on_proxy: {edge['estimate']:.4f} ({edge['k']}/{edge['n']})" in card and "Epochs: 3" in card
+        assert "[classification_roc.png](evaluate/classification_roc.png)" in card
         cells = pq.read_table(run / "selection_function" / "cells.parquet").to_pydict()
         assert f"Detected: {sum(cells['n_detected']):,}/{sum(cells['n_ok']):,}" in card
-        for listed in ("| data/manifest.parquet |", "| train/scores.parquet |", "| evaluate/metrics.json |",
-                       "| selection_function/cells.parquet |", "| report/training_curves.png |"):
+        for listed in ("(data/manifest.parquet)", "(train/scores.parquet)", "(evaluate/metrics.json)",
+                       "(selection_function/cells.parquet)", "(report/strata.csv)", "(report/selection_cells.csv)"):
             assert listed in card
         assert (run / "report" / "training_curves.png").is_file()
         assert (run / "report" / "completeness_theta_e_psfsize_r.png").is_file()
@@ -92,14 +93,14 @@ def test_report_shows_the_sections_of_enabled_stages_only(tmp_path):
     assert "## Data (fixture)\n\n- Cutouts in the manifest: 200" in card
     for absent in ("## Training run", "## Evaluation metrics", "## Selection function", "| train/", "| evaluate/"):
         assert absent not in card
-    # a run without figures: the report directory is listed as not run
-    assert "| report/ | Not run | |" in card
+    # a run without evaluation: the report's strata table is listed as not run
+    assert "strata.csv (Not run)" in card
 
 
 def test_an_enabled_stage_without_its_artifact_says_not_run(tmp_path):
     from dhs_eval.card import section
 
-    assert section(tmp_path) == "## Evaluation metrics\n\nNot run (no evaluate/metrics.json)."
+    assert section(tmp_path) == "## Evaluation metrics\n\nNot run (evaluate/metrics.json)."
 
 
 class ThirdPartySection(BaseModel):
@@ -143,7 +144,7 @@ def test_a_third_party_stage_section_appears_in_the_model_card(tmp_path):
     card = (result.run_dir / "MODEL_CARD.md").read_text()
     assert "## Lensing census\n\n- 150 rows counted, value 11" in card
     assert card.index("## Data (fixture)") < card.index("## Lensing census") < card.index("## Artifacts")
-    assert "| lensing_census/census.json |" in card
+    assert "[census.json](lensing_census/census.json)" in card
 
 
 def test_predictions_refuse_scores_missing_from_the_manifest():

@@ -98,6 +98,16 @@ def test_end_to_end_cells_meta_and_figures(finished):
         assert (sf / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert result.metrics["selection_function.completeness"] == pytest.approx(meta["completeness"])
     assert "Not run (no selection_function" not in (run_dir / "MODEL_CARD.md").read_text()
+    # the report's gallery: injected examples per theta_E and the top-scoring test non-lenses
+    gallery = np.load(run_dir / "selection_function" / "gallery.npz")
+    assert set(gallery["inj_theta_e"]) <= {1.0, 1.5} and len(gallery["inj_images"]) > 0
+    detected = gallery["inj_scores"] >= float(gallery["threshold"])
+    assert (detected == gallery["inj_detected"]).all() and gallery["inj_images"].shape[1:] == (3, 64, 64)
+    # the false positives are the highest-scoring test negatives of the train stage's scores
+    test_neg = sorted((s for g, sp, s in zip(scores["galaxy_id"], scores["split"], scores["score"])
+                       if sp == "test" and label[g] == 0), reverse=True)
+    assert len(gallery["fp_ids"]) > 0
+    assert list(gallery["fp_scores"]) == pytest.approx(test_neg[:len(gallery["fp_scores"])])
 
 
 def test_cells_diagnostics_and_train_stage_score_through_one_inference_path(finished):
@@ -182,7 +192,10 @@ def test_failed_injections_are_counted_and_never_scored(finished, tmp_path, monk
     monkeypatch.setattr(cell_module, "score_images", spy)
     PickyInjector.attempts.clear()
     with registered(PickyPlugin(), "picky-test", "dhs-inject-tests", "1.0"):
-        result = dhs_core.run(spec(run_dir, injector={"name": "picky", "max_retries": 2, "fast_kernel": False}))
+        # plots off: the report's gallery draws its own few examples with the injector, which
+        # are not grid attempts and would be counted by the injector's attempt log
+        result = dhs_core.run(spec(run_dir, injector={"name": "picky", "max_retries": 2, "fast_kernel": False},
+                                   plots=False))
     assert result.stages["selection_function"] == "ran"
     sf = run_dir / "selection_function"
     cells = pq.read_table(sf / "cells.parquet").to_pydict()

@@ -25,20 +25,31 @@ def test_train_section_shows_architecture_run_and_selected_epoch(tmp_path):
     run_dir = _run_dir(tmp_path, 5)
     text = section(run_dir)
     assert text.startswith("## Architecture and hyperparameters\n")
-    assert "**[model]**" in text and "- `base_ch` = `4`" in text and "**[preprocess]**\n\n- not set" in text
-    assert "- Train stage: started 2024-01-01T00:00:00, finished 2024-01-01T00:05:00 (300.0 s)" in text
-    assert "- Epochs: 3; stop reason: stopped after 3 of 5 configured epochs (early stopping" in text
-    assert "training curves" not in text  # the report stage has not drawn them
+    assert "| Architecture | bottlenecked_resnet, base_ch=4 |" in text and "| Max epochs | 5 |" in text
+    assert "| Start / end (UTC) | 2024-01-01T00:00:00 → 2024-01-01T00:05:00 (300.0 s) |" in text
+    assert "| Epochs done | 3 of 5 |" in text
+    # no train/summary.json: the stop reason is not guessed from the epoch count
+    assert "| Stop reason | not recorded (no train/summary.json" in text and "| Parameters | Not run |" in text
+    assert "| Training curves | not drawn yet" in text  # the report stage has not drawn them
     # the last epoch flagged best is the selected one
-    assert "best epoch 2" in text and "- val_auc: 0.8500" in text and "- val_loss: 0.4500" in text
-    assert "train_loss" not in text.split("## Validation metrics")[1]
+    assert "| Best epoch | 2 |" in text and "| Best val AUC | 0.8500 |" in text
+    assert "| Final train loss | 0.3000 |" in text
     (run_dir / "report").mkdir()
     (run_dir / "report" / "training_curves.png").write_bytes(b"png")
-    assert "![training curves](report/training_curves.png)" in TrainStage().card_section(run_dir)
+    assert "[report/training_curves.png](report/training_curves.png)" in TrainStage().card_section(run_dir)
 
 
-def test_train_section_completed_and_not_run(tmp_path):
-    assert "stop reason: completed the configured 3 epochs" in section(_run_dir(tmp_path / "a", 3))
+def test_train_section_reads_what_the_trainer_recorded(tmp_path):
+    run_dir = _run_dir(tmp_path, 5)
+    (run_dir / "train" / "summary.json").write_text(json.dumps(
+        {"stop_reason": "early stopping: val_auc did not improve by more than 0 for 1 epochs (after epoch 3 of 5)",
+         "epochs_configured": 5, "n_parameters": 194340, "amp": "bf16", "device": "cuda:0"}))
+    text = section(run_dir)
+    assert "| Stop reason | early stopping: val_auc did not improve" in text
+    assert "| Parameters | 194,340 |" in text and "| AMP | bf16 |" in text
+
+
+def test_train_section_not_run(tmp_path):
     text = section(tmp_path / "empty")
     assert "## Training run\n\nNot run (no train/metrics.jsonl)." in text
     assert "## Validation metrics\n\nNot run (no train/metrics.jsonl)." in text

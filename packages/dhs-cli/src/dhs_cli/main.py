@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from dhs_core import plugins
-from dhs_core.errors import DhsError, UserError
+from dhs_core.errors import DhsError, InterruptedRun, UserError
 
 app = typer.Typer(
     name="dhs",
@@ -35,8 +35,15 @@ def run_cmd(
     spec: Path = typer.Argument(..., help="Run spec (TOML)."),
     set_: List[str] = typer.Option([], "--set", help="Override a spec value: a.b=value (repeatable)."),
     stage: List[str] = typer.Option([], "--stage", help="Rerun only this stage (repeatable)."),
-    force: bool = typer.Option(False, "--force", help="Rerun every stage even if its outputs are current."),
-    executor: str | None = typer.Option(None, "--executor", help="Executor by name (replaces [executor])."),
+    force: bool = typer.Option(
+        False, "--force", help="Rerun every stage from scratch, even if its outputs are current (resumes nothing)."
+    ),
+    executor: str | None = typer.Option(
+        None, "--executor", help="Executor by name, e.g. local; replaces the spec's executor section."
+    ),
+    no_space_check: bool = typer.Option(
+        False, "--no-space-check", help="Start even when the disk seems too small for what the stages will write."
+    ),
 ) -> None:
     """Run the pipeline a spec describes; finished stages with unchanged inputs are skipped."""
     from dhs_cli.progress import RichProgress
@@ -45,8 +52,10 @@ def run_cmd(
     with RichProgress(err) as progress:
         result = run(
             spec, set_, stages=stage, force=force, executor=executor, progress=progress,
-            log=lambda msg: progress.bar.console.print(f"dhs: {msg}", markup=False, highlight=False, style="dim"),
-            command=["dhs", *sys.argv[1:]],
+            # soft_wrap: a message is one line however narrow the terminal (grep-able in logs)
+            log=lambda msg: progress.bar.console.print(f"dhs: {msg}", markup=False, highlight=False, style="dim",
+                                                       soft_wrap=True),
+            command=["dhs", *sys.argv[1:]], check_space=not no_space_check,
         )
     points = result.points or [result]
     for r in points:
@@ -58,6 +67,10 @@ def run_cmd(
         out.print(table)
         for k, v in r.metrics.items():
             out.print(f"  {k} = {v:.6g}" if isinstance(v, float) else f"  {k} = {v}")
+    failures = plugins.lifecycle_failures()
+    if failures:
+        _say("warning", "lifecycle hooks failed (the run itself finished): "
+             + ", ".join(f"{hook} of {plugin} x{n}" for (plugin, hook), n in sorted(failures.items())))
     if result.points:
         from dhs_core.layout import COMPARISON_MD
 
@@ -113,12 +126,24 @@ def plugins_cmd(
             indent=2,
         ))
         return
-    table = Table(title="dhs components")
-    for col in ("kind", "name", "distribution", "version", "summary"):
-        table.add_column(col)
-    for c in comps:
-        table.add_row(c.kind, c.name, c.distribution, c.version, c.summary)
-    out.print(table)
+    # Readable in 80 columns: plain aligned columns, the kind printed once per group, provider as
+    # "dist version", and the summary (the only long column) cut to the terminal's width with an
+    # ellipsis; `--json` has it whole.
+    rows = [(c.kind, c.name, f"{c.distribution} {c.version}", " ".join((c.summary or "").split())) for c in comps]
+    heads = ("kind", "name", "provider")
+    widths = [max([len(h), *(len(r[i]) for r in rows)]) for i, h in enumerate(heads)]
+    room = max(out.width - sum(widths) - 2 * len(widths) - 1, 20)
+
+    def line(cells: tuple[str, ...], summary: str) -> str:
+        text = summary if len(summary) <= room else summary[: room - 1].rstrip() + "…"
+        return "  ".join(c.ljust(w) for c, w in zip(cells, widths)) + "  " + text
+
+    lines = [line(heads, "summary"), line(tuple("-" * w for w in widths), "-" * min(room, 7))]
+    previous = None
+    for kind, name, provider, summary in rows:
+        lines.append(line((kind if kind != previous else "", name, provider), summary).rstrip())
+        previous = kind
+    print("\n".join(lines))
 
 
 @app.command("lock")
@@ -169,14 +194,21 @@ def main(argv: list[str] | None = None) -> int:
     except UserError as exc:
         _say("error", exc)
         return exc.exit_code
+    except InterruptedRun as exc:
+        _say("interrupted", f"{exc}; finished work is kept — run the same command again to resume")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        _say("interrupted", "by SIGINT")
+        return 130
     except DhsError as exc:
         _say("failed", exc)
         return exc.exit_code
     except typer.Exit as exc:
         return exc.exit_code
     except typer.Abort:
-        err.print("aborted")
-        return 1
+        # click turns Ctrl-C outside a run (while a spec is read, say) into Abort
+        _say("interrupted", "by SIGINT")
+        return 130
     except Exception as exc:
         # Usage errors of the (vendored) click that typer runs on: print usage, exit 2.
         if hasattr(exc, "show") and isinstance(getattr(exc, "exit_code", None), int):

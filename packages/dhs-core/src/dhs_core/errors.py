@@ -32,3 +32,27 @@ class RequirementError(UserError):
 
 class StageError(DhsError):
     """A stage failed at run time (exit code 1)."""
+
+
+class DataIntegrityError(DhsError):
+    """Stored data are damaged (a checksum mismatch, a truncated or missing file that a finished
+    stage wrote): a runtime failure, exit code 1, whatever the reader."""
+
+
+class InterruptedRun(DhsError):
+    """The run was stopped by a signal (SIGINT or SIGTERM); exit 128 + the signal number."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        self.signum = signum
+        self.exit_code = 128 + signum
+        super().__init__(f"interrupted by {signal.Signals(signum).name}")
+
+
+class LifecycleHookWarning(UserWarning):
+    """A lifecycle hook (``dhs_run_started``, ``dhs_epoch_end``, ``dhs_run_finished``) raised.
+
+    Those hooks serve loggers and experiment trackers: a tracker that cannot reach its server or
+    write its files must never kill the run it observes, so the failure becomes this warning and
+    is counted (:func:`dhs_core.plugins.lifecycle_failures`)."""

@@ -9,6 +9,7 @@ task's result is ``None``.
 from __future__ import annotations
 
 import os
+import signal
 import sys
 from abc import ABC, abstractmethod
 from concurrent.futures import ProcessPoolExecutor
@@ -55,6 +56,10 @@ def _limit_threads() -> None:
     torch = sys.modules.get("torch")
     if torch is not None:
         torch.set_num_threads(1)
+    # Ctrl-C reaches the whole process group: the parent alone handles it (cancels what is
+    # queued, records the run as interrupted); workers finish their task and are shut down
+    # instead of each printing a KeyboardInterrupt traceback.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 class LocalConfig(ComponentConfig):
@@ -88,9 +93,9 @@ class LocalExecutor(Executor):
                     if bar is not None:
                         bar.advance()
             else:
-                with ProcessPoolExecutor(
-                    max_workers=min(self.config.workers, len(todo)), initializer=_limit_threads
-                ) as pool:
+                pool = ProcessPoolExecutor(max_workers=min(self.config.workers, len(todo)),
+                                           initializer=_limit_threads)
+                try:
                     for i, res in zip(
                         todo,
                         pool.map(fn, [tasks[i] for i in todo], chunksize=self.config.chunksize),
@@ -98,6 +103,11 @@ class LocalExecutor(Executor):
                         results[i] = res
                         if bar is not None:
                             bar.advance()
+                except BaseException:
+                    # interrupted or a task failed: drop the queued tasks rather than run them all
+                    pool.shutdown(wait=False, cancel_futures=True)
+                    raise
+                pool.shutdown(wait=True)
         finally:
             if bar is not None:
                 bar.close()

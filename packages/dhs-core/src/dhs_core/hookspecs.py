@@ -128,6 +128,9 @@ def register_commands(app: Any) -> None:
 
 # ---------------------------------------------------------------------------------------------
 # Lifecycle hooks (loggers, trackers)
+#
+# Each implementation is called on its own: one that raises becomes a LifecycleHookWarning and
+# is counted (dhs_core.plugins.lifecycle_failures), and never stops the run.
 # ---------------------------------------------------------------------------------------------
 
 
@@ -137,7 +140,7 @@ def dhs_run_started(run: Run) -> None:
 
     :param run: the :class:`dhs_core.runner.Run` (resolved spec, run directory, seeds).
 
-    The return value is ignored.
+    The return value is ignored; an exception is a warning, never a failed run.
     """
 
 
@@ -149,7 +152,7 @@ def dhs_epoch_end(run: Run, epoch: int, metrics: dict[str, float]) -> None:
     :param epoch: the epoch just finished, counting from 0.
     :param metrics: that epoch's metrics (train loss, val loss, val AUC, lr, ...).
 
-    The return value is ignored.
+    The return value is ignored; an exception is a warning, never a failed run.
     """
 
 
@@ -160,5 +163,5 @@ def dhs_run_finished(run: Run, results: dict[str, Any]) -> None:
     :param run: the finished :class:`dhs_core.runner.Run`.
     :param results: headline metrics of every stage, keyed ``"<stage>.<metric>"``.
 
-    The return value is ignored.
+    The return value is ignored; an exception is a warning, never a failed run.
     """

@@ -1,7 +1,9 @@
 """Atomic writes: a reader (or a resumed run) never sees a half-written file.
 
 Write to a temporary file in the same directory, flush and fsync it, then ``os.replace`` it
-over the target — an atomic rename on POSIX filesystems.
+over the target — an atomic rename on POSIX filesystems. The file gets the permissions any
+other new file would (``0666`` less the process umask), so a group sharing a run directory can
+read it; ``mkstemp`` alone would leave it ``0600``.
 """
 
 from __future__ import annotations
@@ -14,6 +16,18 @@ import tempfile
 from pathlib import Path
 from typing import IO, Any, Iterator
 
+from dhs_core import faults
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
+#: read once: os.umask can only be read by setting it
+_FILE_MODE = 0o666 & ~_umask()
+
 
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
@@ -24,13 +38,16 @@ def atomic_path(path: str | os.PathLike[str]) -> Iterator[Path]:
     os.close(fd)
     tmp_path = Path(tmp)
     try:
+        os.chmod(tmp_path, _FILE_MODE)
         yield tmp_path
         with open(tmp_path, "rb+") as fh:
             os.fsync(fh.fileno())
+        faults.point("before", target)
         os.replace(tmp_path, target)
     except BaseException:
         tmp_path.unlink(missing_ok=True)
         raise
+    faults.point("after", target)
 
 
 @contextlib.contextmanager

@@ -10,6 +10,10 @@ RESOLVED_SPEC = "spec.resolved.toml"
 RUN_INFO = "run_info.json"
 #: ``name==version`` of every plugin distribution, for a paper to pin
 PLUGINS_TXT = "plugins.txt"
+#: the run's log: every message of ``dhs run`` with a time stamp, and the traceback of a failure
+LOG = "dhs.log"
+#: held while a ``dhs run`` writes the directory: pid, host, start time and command of the holder
+LOCK = ".dhs/lock"
 #: the runner's own state: one ``<stage>.json`` per stage (input hash, completion token, metrics)
 STATE_DIR = ".dhs/stages"
 #: sweep comparison tables, written in the sweep's base directory

@@ -266,16 +266,44 @@ def register_commands(app: Any) -> None:
     get_plugin_manager().hook.register_commands(app=app)
 
 
+#: lifecycle-hook failures since start-up, per ``(plugin name, hook name)``
+_lifecycle_failures: dict[tuple[str, str], int] = {}
+
+
+def _notify(hook_name: str, **kwargs: Any) -> None:
+    """Call every implementation of a lifecycle hook on its own: one that raises is reported as a
+    :class:`~dhs_core.errors.LifecycleHookWarning` and counted, and the others still run. Only
+    ``Exception`` is caught — Ctrl-C and SystemExit still stop the run."""
+    import warnings
+
+    from dhs_core.errors import LifecycleHookWarning
+
+    caller = getattr(get_plugin_manager().hook, hook_name)
+    for impl in reversed(caller.get_hookimpls()):  # pluggy's call order
+        try:
+            impl.function(**{name: kwargs[name] for name in impl.argnames})
+        except Exception as exc:
+            key = (impl.plugin_name, hook_name)
+            _lifecycle_failures[key] = _lifecycle_failures.get(key, 0) + 1
+            warnings.warn(f"{hook_name} of plugin {impl.plugin_name!r} failed ({type(exc).__name__}: {exc}); "
+                          "the run goes on", LifecycleHookWarning, stacklevel=2)
+
+
+def lifecycle_failures() -> dict[tuple[str, str], int]:
+    """How many times each ``(plugin, lifecycle hook)`` raised since start-up."""
+    return dict(_lifecycle_failures)
+
+
 def notify_run_started(run: Any) -> None:
-    get_plugin_manager().hook.dhs_run_started(run=run)
+    _notify("dhs_run_started", run=run)
 
 
 def notify_epoch_end(run: Any, epoch: int, metrics: dict[str, float]) -> None:
-    get_plugin_manager().hook.dhs_epoch_end(run=run, epoch=epoch, metrics=metrics)
+    _notify("dhs_epoch_end", run=run, epoch=epoch, metrics=metrics)
 
 
 def notify_run_finished(run: Any, results: dict[str, Any]) -> None:
-    get_plugin_manager().hook.dhs_run_finished(run=run, results=results)
+    _notify("dhs_run_finished", run=run, results=results)
 
 
 def blocked(names: Iterable[str]) -> list[str]:

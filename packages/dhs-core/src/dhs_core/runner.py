@@ -19,6 +19,7 @@ import hashlib
 import io as _io
 import json
 import re
+import signal
 import sys
 import time
 import traceback
@@ -28,8 +29,8 @@ from typing import Any, Callable, Iterable, Sequence
 
 from pydantic import BaseModel
 
-from dhs_core import io, layout, plugins, provenance
-from dhs_core.errors import DhsError, SpecError, StageError
+from dhs_core import io, layout, plugins, provenance, rundir
+from dhs_core.errors import DhsError, InterruptedRun, SpecError, StageError
 from dhs_core.requirements import check_lock, check_requires
 from dhs_core.spec import SpecPoint, enabled_stages, load_spec, resolved_dict
 from dhs_core.stages import Progress, StageContext
@@ -110,7 +111,9 @@ def _read_state(run_dir: Path, stage: str) -> dict[str, Any] | None:
         return None
 
 
-def input_hash(comp: plugins.Component, spec: BaseModel, upstream_tokens: dict[str, str]) -> str:
+def input_hash(
+    comp: plugins.Component, spec: BaseModel, upstream_tokens: dict[str, str], fingerprint: Any = None
+) -> str:
     data = resolved_dict(spec)
     owned = [s for s, section in comp.impl.sections.items() if getattr(section, "hashed", True)]
     sections = sorted({*owned, *comp.impl.inputs})
@@ -123,6 +126,9 @@ def input_hash(comp: plugins.Component, spec: BaseModel, upstream_tokens: dict[s
         "components": sorted(f"{kind}:{name}={c.distribution}=={c.version}" for (kind, name), c in selected.items()),
         "upstream": dict(sorted(upstream_tokens.items())),
     }
+    if fingerprint is not None:
+        # external inputs the spec only names (a manifest changed in place reruns the stage)
+        payload["fingerprint"] = fingerprint
     return hashlib.sha256(json.dumps(payload, sort_keys=True, default=str).encode()).hexdigest()
 
 
@@ -180,6 +186,7 @@ def plan(
             lock = spec_path.parent / lock
         check_lock(lock, source)
     base = Path(first.run.out_dir or Path("runs") / first.run.name)
+    rundir.check_out_dir(base, source)
     if len(points) > 1:
         dirs = [base / f"{i:03d}_{_slug(p.assignments)}" for i, p in enumerate(points)]
     else:
@@ -214,6 +221,8 @@ def _run_point(
     if not_enabled:
         raise SpecError(f"--stage {', '.join(sorted(not_enabled))}: not enabled by this spec (its section is absent)")
     run_dir.mkdir(parents=True, exist_ok=True)
+    rundir.remove_stale_temporaries(run_dir)
+    log = _file_log(run_dir / layout.LOG, log)
     run = Run(spec, run_dir, spec_path, point.assignments, list(command if command is not None else sys.argv))
     info = provenance.write_start(run, [c.name for c in comps])
     plugins.notify_run_started(run)
@@ -221,6 +230,7 @@ def _run_point(
     result = RunResult(run_dir, assignments=point.assignments)
     tokens: dict[str, str] = {}
     producers = {a: c.name for c in comps for a in c.impl.produces}
+    current = ""
     try:
         for comp in comps:
             stage = comp.impl
@@ -232,7 +242,7 @@ def _run_point(
             for a in stage.after:
                 if a in tokens:
                     upstream[a] = tokens[a]
-            h = input_hash(comp, spec, upstream)
+            h = input_hash(comp, spec, upstream, stage.fingerprint(spec, run_dir))
             state = _read_state(run_dir, comp.name)
             done = (
                 state is not None
@@ -247,18 +257,30 @@ def _run_point(
                 info["stages"][comp.name] = {**(state or {}).get("timing", {}), "status": result.stages[comp.name]}
                 log(f"stage {comp.name}: {'up to date, skipped' if done else 'not selected'}")
                 continue
-            log(f"stage {comp.name}: running")
+            log(f"stage {comp.name}: running" + (" from scratch (--force)" if force else ""))
+            current = comp.name
             started, t0 = provenance.now(), time.perf_counter()
             info["stages"][comp.name] = {"started": started, "status": "running"}
             io.write_json(run_dir / layout.RUN_INFO, info)
-            ctx = StageContext(run=run, stage_name=comp.name, executor=executor, progress=progress, log=log)
+            # a stage that reruns is no longer complete: drop its state first, so a run killed
+            # half-way never pairs the old state with new, partial outputs
+            _state_path(run_dir, comp.name).unlink(missing_ok=True)
+            ctx = StageContext(run=run, stage_name=comp.name, executor=executor, progress=progress, log=log,
+                               fresh=force)
             try:
                 metrics = dict(stage.run(ctx) or {})
             except DhsError:
                 raise
+            except (KeyboardInterrupt, SystemExit):
+                raise
             except Exception as exc:
+                _log_traceback(run_dir, comp.name)
+                failed_write = rundir.write_failure(exc)
+                if failed_write:
+                    raise StageError(f"stage {comp.name!r}: {failed_write}; see {run_dir / layout.LOG}") from exc
                 raise StageError(
-                    f"stage {comp.name!r} failed: {type(exc).__name__}: {exc}\n{traceback.format_exc()}"
+                    f"stage {comp.name!r} failed: {type(exc).__name__}: {exc} "
+                    f"(traceback in {run_dir / layout.LOG})"
                 ) from exc
             missing = [a for a in stage.produces if not (run_dir / a).exists()]
             if missing:
@@ -274,18 +296,65 @@ def _run_point(
             result.stages[comp.name] = "ran"
             result.metrics.update({f"{comp.name}.{k}": v for k, v in metrics.items()})
             io.write_json(run_dir / layout.RUN_INFO, info)
-    except BaseException:
-        info["status"] = "failed"
+            current = ""
+    except BaseException as exc:
+        if isinstance(exc, KeyboardInterrupt):
+            exc = InterruptedRun(signal.SIGINT)
+        interrupted = isinstance(exc, InterruptedRun)
+        status = "interrupted" if interrupted else "failed"
+        info["status"] = status
         info["finished"] = provenance.now()
-        io.write_json(run_dir / layout.RUN_INFO, info)
+        if current:
+            info["stages"][current]["status"] = status
+        if not interrupted and not isinstance(exc, DhsError) and isinstance(exc, Exception):
+            _log_traceback(run_dir, current or "runner")
+        try:
+            io.write_json(run_dir / layout.RUN_INFO, info)
+        except OSError:
+            pass  # the directory itself is what failed (read-only, full): the error below says so
+        # the log file gets the outcome; the console gets it once, from the CLI's error line
+        _append_log(run_dir / layout.LOG, f"{status}" + (f" in stage {current}" if current else "") + f": {exc}")
+        if interrupted and exc is not sys.exc_info()[1]:
+            raise exc from None
+        failed_write = rundir.write_failure(exc)
+        if failed_write and not isinstance(exc, DhsError):
+            raise StageError(f"{failed_write}; the run stopped{f' in stage {current!r}' if current else ''}, "
+                             "finished stages are kept") from exc
         raise
     info.update(provenance.torch_info())
     info["status"] = "finished"
     info["finished"] = provenance.now()
     info["results"] = result.metrics
     io.write_json(run_dir / layout.RUN_INFO, info)
+    log("finished")
     plugins.notify_run_finished(run, result.metrics)
     return result
+
+
+def _file_log(path: Path, log: Callable[[str], None]) -> Callable[[str], None]:
+    """``log`` that also appends each message, time-stamped, to the run's log file."""
+
+    def both(msg: str) -> None:
+        log(msg)
+        _append_log(path, msg)
+
+    return both
+
+
+def _append_log(path: Path, msg: str) -> None:
+    try:
+        with open(path, "a", encoding="utf-8") as fh:
+            fh.write(f"{provenance.now()} {msg}\n")
+    except OSError:
+        pass  # a full or read-only disk: the failure itself is reported, not the log line
+
+
+def _log_traceback(run_dir: Path, where: str) -> None:
+    try:
+        with open(run_dir / layout.LOG, "a", encoding="utf-8") as fh:
+            fh.write(f"{provenance.now()} traceback of the failure in {where}:\n{traceback.format_exc()}")
+    except OSError:
+        pass
 
 
 def _slug(assignments: dict[str, Any]) -> str:
@@ -297,7 +366,7 @@ def _slug(assignments: dict[str, Any]) -> str:
     return s[:80]
 
 
-def _write_comparison(out_dir: Path, results: list[RunResult]) -> None:
+def _write_comparison(out_dir: Path, results: list[RunResult], comps: Sequence[plugins.Component] = ()) -> None:
     keys = list(dict.fromkeys(k for r in results for k in r.assignments))
     metrics = sorted({m for r in results for m, v in r.metrics.items() if isinstance(v, (int, float))})
     header = ["point", *keys, "run_dir", *metrics]
@@ -314,7 +383,10 @@ def _write_comparison(out_dir: Path, results: list[RunResult]) -> None:
 
     md = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     md += ["| " + " | ".join(fmt(c) for c in row) + " |" for row in rows]
-    io.write_text(out_dir / layout.COMPARISON_MD, "# Sweep comparison\n\n" + "\n".join(md) + "\n")
+    # stages add their own comparison (the report stage: intervals, paired tests, curves)
+    extra = [text.strip("\n") for c in comps if (text := c.impl.sweep_section(out_dir, [r.run_dir for r in results]))]
+    io.write_text(out_dir / layout.COMPARISON_MD,
+                  "# Sweep comparison\n\n" + "\n".join(md) + "\n" + "".join(f"\n{t}\n" for t in extra))
 
 
 def run(
@@ -327,25 +399,44 @@ def run(
     progress: Progress | None = None,
     log: Callable[[str], None] | None = None,
     command: Sequence[str] | None = None,
+    check_space: bool = True,
 ) -> RunResult:
     """Run a spec (path, dict or validated model) and return its headline metrics.
 
     ``overrides`` are ``"a.b=value"`` strings; ``stages`` reruns only the named stages;
-    ``force`` reruns every enabled stage; ``executor`` replaces ``[executor]`` by name.
+    ``force`` reruns every enabled stage from scratch; ``executor`` replaces ``[executor]`` by
+    name; ``check_space`` refuses to start when the output filesystem is short of what the stages
+    estimate they will write. The run directory is locked while the run writes it.
     """
     the_plan = plan(spec_path_or_model, overrides, executor=executor)
     log = log or (lambda msg: None)
     progress = progress or Progress()
+    if check_space:
+        needed = 0
+        for p, d, comps in zip(the_plan.points, the_plan.run_dirs, the_plan.stages):
+            for c in comps:
+                if force or not _probably_done(d, c):
+                    needed += int(c.impl.estimate_bytes(p.spec) or 0)
+        rundir.check_free_space(the_plan.base_dir, needed, the_plan.source)
     results = []
     many = len(the_plan.points) > 1
-    for p, d, comps in zip(the_plan.points, the_plan.run_dirs, the_plan.stages):
-        if many:
-            log(f"sweep point {d.name}: {p.assignments}")
-        results.append(
-            _run_point(p, d, comps, spec_path=the_plan.spec_path, only=set(stages), force=force,
-                       progress=progress, log=log, command=command)
-        )
-    if not many:
-        return results[0]
-    _write_comparison(the_plan.base_dir, results)
+    cmd = list(command if command is not None else sys.argv)
+    the_plan.base_dir.mkdir(parents=True, exist_ok=True)
+    with rundir.RunLock(the_plan.base_dir, command=cmd, warn=lambda m: log(f"warning: {m}")), rundir.signals_raise():
+        for p, d, comps in zip(the_plan.points, the_plan.run_dirs, the_plan.stages):
+            if many:
+                log(f"sweep point {d.name}: {p.assignments}")
+            results.append(
+                _run_point(p, d, comps, spec_path=the_plan.spec_path, only=set(stages), force=force,
+                           progress=progress, log=log, command=command)
+            )
+        if not many:
+            return results[0]
+        _write_comparison(the_plan.base_dir, results, the_plan.stages[0])
     return RunResult(the_plan.base_dir, stages={}, points=results)
+
+
+def _probably_done(run_dir: Path, comp: plugins.Component) -> bool:
+    """A stage that finished before (state recorded, outputs present) will likely be skipped and
+    write nothing; only for the free-space estimate, which must not hash inputs."""
+    return _state_path(run_dir, comp.name).is_file() and all((run_dir / a).exists() for a in comp.impl.produces)

@@ -13,6 +13,7 @@ import copy
 import hashlib
 import itertools
 import json
+import math
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -42,8 +43,8 @@ class RunSection(BaseModel):
 
     model_config = ConfigDict(frozen=True, extra="forbid")
 
-    # run name; also the default output directory runs/<name>
-    name: str = Field(min_length=1, pattern=r"^[A-Za-z0-9_.\-]+$")
+    # run name; also the default output directory runs/<name>: a plain file name
+    name: str = Field(min_length=1, max_length=200, pattern=r"^[A-Za-z0-9_.\-]+$")
     # master seed; every stage and task seed is derived from it and a name (dhs_core.seeds)
     seed: int = 0
     # output directory (relative paths are relative to the working directory)
@@ -52,6 +53,14 @@ class RunSection(BaseModel):
     lock: str | None = None
     # free-text description copied into provenance and the model card
     description: str = ""
+
+    @field_validator("name")
+    @classmethod
+    def _plain_name(cls, value: str) -> str:
+        if value in {".", ".."}:
+            raise ValueError(f"{value!r} is not a run name: it would write the run into the current or "
+                             "parent directory; use a plain file name like 'quickstart'")
+        return value
 
 
 def _check_specifiers(value: dict[str, str]) -> dict[str, str]:
@@ -356,8 +365,40 @@ def _validate(model: type[BaseModel], data: dict[str, Any], source: str) -> Base
         spec = model.model_validate(data)
     except ValidationError as exc:
         raise SpecError(format_errors(exc, data, source, model)) from None
+    _check_finite(spec, source)
     _check_required_sections(spec, source)
     return spec
+
+
+def _allows_nonfinite(model: BaseModel, name: str) -> bool:
+    extra = model.__class__.model_fields[name].json_schema_extra
+    return isinstance(extra, dict) and extra.get("finite") is False
+
+
+def _check_finite(spec: BaseModel, source: str) -> None:
+    """Every float in a spec is finite — a learning rate of inf or a tier weight of nan is never
+    what was meant — unless its field says ``Field(..., json_schema_extra={"finite": False})``.
+    One walk over the validated spec covers every section, third-party plugins' included."""
+    bad: list[str] = []
+
+    def walk(value: Any, path: str) -> None:
+        if isinstance(value, float):
+            if not math.isfinite(value):
+                bad.append(f"{path} = {value}")
+        elif isinstance(value, BaseModel):
+            for name in value.__class__.model_fields:
+                if not _allows_nonfinite(value, name):
+                    walk(getattr(value, name), f"{path}.{name}" if path else name)
+        elif isinstance(value, Mapping):
+            for k, v in value.items():
+                walk(v, f"{path}.{k}")
+        elif isinstance(value, (list, tuple)):
+            for i, v in enumerate(value):
+                walk(v, f"{path}[{i}]")
+
+    walk(spec, "")
+    if bad:
+        raise SpecError(f"{source}: {'; '.join(bad)}: must be a finite number (not inf or nan)")
 
 
 def enabled_stages(spec: BaseModel) -> list[plugins.Component]:
@@ -393,7 +434,9 @@ def _override_value(model: type[BaseModel], data: dict[str, Any], dotted: str, t
         except ValidationError as exc:
             bad_here = any(_walk_data(trial, e["loc"])[: len(dotted.split("."))] == tuple(dotted.split(".")) for e in exc.errors())
             if bad_here:
-                last_err = SpecError(format_errors(exc, trial, source, model))
+                # report why the TOML reading failed (``lr = nan``, an unknown executor name):
+                # the plain-string fallback only adds "should be a valid dictionary/number"
+                last_err = last_err or SpecError(format_errors(exc, trial, source, model))
                 continue
         set_path(data, dotted, value)
         return

@@ -20,12 +20,19 @@ A stage declares
   imports the constant, and one the package arrows keep apart (dhs-eval reading what the train
   stage wrote) asks :func:`artifact` by stage and key.
 
-``run(ctx)`` does the work and returns headline metrics (``{"auc": 0.97}``) or ``None``.
+``run(ctx)`` does the work and returns headline metrics (``{"auc": 0.97}``) or ``None``. When
+``ctx.fresh`` is true (``dhs run --force``) it starts from scratch: no resume from checkpoints,
+finished cells or other partial work of an earlier run.
+``fingerprint(spec, run_dir)`` digests inputs the spec only names (a manifest file, a store
+index): it is hashed into the input hash, so an input changed in place reruns the stage.
+``estimate_bytes(spec)`` is what the stage will write, or ``None``; ``dhs run`` refuses to start
+when the output filesystem has less free space than the enabled stages need.
 ``check(spec, run_dir, source)`` runs for every enabled stage before any stage writes (``dhs
 run`` and ``dhs validate`` alike): raise :class:`~dhs_core.errors.SpecError` for a spec that
 would fail later. ``card_section(run_dir)`` returns this stage's part of MODEL_CARD.md
 (Markdown, starting with a ``##`` heading) or ``None``; the report stage asks every enabled
-stage, third-party ones included.
+stage, third-party ones included; ``sweep_section(base_dir, run_dirs)`` likewise adds to a
+sweep's comparison.md.
 """
 
 from __future__ import annotations
@@ -81,6 +88,21 @@ class Stage:
         """This stage's section of MODEL_CARD.md (Markdown), or None to add nothing."""
         return None
 
+    def sweep_section(self, base_dir: Path, run_dirs: list[Path]) -> str | None:
+        """This stage's part of a sweep's comparison.md (Markdown), after the runner's table of
+        headline metrics, or None to add nothing. Asked of every stage the sweep enabled."""
+        return None
+
+    def fingerprint(self, spec: Any, run_dir: Path) -> Any:
+        """JSON-able digest of the external inputs the stage reads (files the spec names), or
+        None. Part of the input hash: it must be cheap (sizes, mtimes, a digest of an index) and
+        must not read every cutout."""
+        return None
+
+    def estimate_bytes(self, spec: Any) -> int | None:
+        """Bytes the stage will write into the run directory (an upper estimate), or None."""
+        return None
+
 
 def artifact(stage: str, key: str) -> str:
     """Path (relative to the run directory) of the artifact ``key`` that stage ``stage`` writes.
@@ -134,6 +156,8 @@ class StageContext:
     executor: Executor
     progress: Progress = field(default_factory=Progress)
     log: Callable[[str], None] = print
+    #: ``dhs run --force``: start from scratch, resume nothing an earlier run left behind
+    fresh: bool = False
 
     @property
     def spec(self) -> Any:

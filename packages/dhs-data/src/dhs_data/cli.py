@@ -51,6 +51,42 @@ def register(app: Any) -> None:
             f"copy verified; {len(summary['excluded'])} excluded"
         )
 
+    @group.command("verify")
+    def verify_command(
+        data_dir: Path = typer.Argument(..., help="data directory (manifest.parquet, store.json and its cutouts)"),
+        show: int = typer.Option(20, "--show", min=0, help="damaged cutouts to list"),
+        out: Path = typer.Option(None, "--out", help="write the full JSON report (every damaged cutout) here"),
+    ) -> None:
+        """Check every cutout's checksum and the store's files; exit 1 when anything is damaged."""
+        from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+        from dhs_core import io
+        from dhs_core.errors import DataIntegrityError
+        from dhs_data.integrity import verify_data_dir
+
+        columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+        with Progress(*columns, transient=True) as progress:
+            task = progress.add_task("verifying cutouts", total=None)
+            report = verify_data_dir(data_dir, start=lambda n: progress.update(task, total=n),
+                                     advance=lambda k: progress.advance(task, k))
+        if out is not None:
+            io.write_json(out, report)
+        what = f"{report['n_checked']} cutouts ({report['format'] or 'unknown format'})"
+        if report["clean"]:
+            typer.echo(f"{data_dir}: clean — {what} checked, every checksum matches")
+            return
+        typer.echo(f"{data_dir}: DAMAGED — {what} checked; {report['n_damaged']} damaged cutout(s); "
+                   f"by reason: {report['by_reason']}")
+        for problem in report["problems"]:
+            typer.echo(f"  {problem['reason']}: {problem['detail']}")
+        for entry in report["damaged"][:show]:
+            typer.echo(f"  {entry['key']}: {entry['reason']}" + (f" ({entry['detail']})" if entry["detail"] else ""))
+        if report["n_damaged"] > show:
+            typer.echo(f"  ... and {report['n_damaged'] - show} more" + (f" (all in {out})" if out else " (--out FILE lists all)"))
+        # an error rather than typer.Exit(1): the dhs entry point maps it to exit code 1 in every mode
+        raise DataIntegrityError(f"{data_dir} is damaged: {report['by_reason']}; restore the files listed above "
+                                 "or rerun the stage that wrote them")
+
     @group.command("annulus-compare")
     def annulus_compare_command(
         data_dir: Path = typer.Argument(..., help="data directory holding manifest.parquet and store.json"),

@@ -18,6 +18,16 @@ already-stacked tensors that :func:`collate` passes through untouched. Indexing 
 :class:`CutoutBatch` gives the per-sample dicts of ``ds[i]``, so torch's ``default_collate``
 still works on it (slower); pass ``collate_fn=dhs_data.datasets.collate`` for the fast path.
 Results are identical element for element to stacking ``ds[i]`` (tested).
+
+Integrity (docs/data.md, "Integrity"): with ``verify=True`` (default) the dataset checks, when
+it is opened, every cutout it will read — for shards each one's CRC-32 against the index, in
+one sequential pass; for npz/FITS that each file exists (their own checksums are checked on
+every read). Damage stops here, before training starts, with a
+:class:`~dhs_core.errors.DataIntegrityError` naming the cutouts and ``dhs data verify``, rather
+than excluding cutouts mid-epoch (which would silently change the batches, and differently in
+each loader worker). The verified pages are remembered per process and travel to loader workers
+with the dataset, so reads during training do not check them again. A cutout that still fails
+to read later (changed during the run) raises the same error.
 """
 
 from __future__ import annotations
@@ -31,13 +41,25 @@ import pyarrow.compute as pc
 import torch
 from torch.utils.data import Dataset, WeightedRandomSampler, default_collate, get_worker_info
 
-from dhs_core.errors import UserError
+from dhs_core.errors import DataIntegrityError, UserError
 from dhs_core.seeds import sample_seed
 from dhs_data.augment import augment_batch, augment_cutout, dihedral_codes, dihedral_view
 from dhs_data.layout import MANIFEST
 from dhs_data.leakage import check_metadata_columns
 from dhs_data.manifest import read_manifest
-from dhs_data.stores import open_store
+from dhs_data.stores import CutoutError, open_store
+
+
+def _read_data_manifest(data_dir: Path):
+    """The manifest of a data directory; one that exists but cannot be read is damage, not bad input."""
+    path = data_dir / MANIFEST
+    try:
+        return read_manifest(path)
+    except UserError as exc:
+        if path.is_file():
+            raise DataIntegrityError(f"{exc}; the data stage wrote it, so {data_dir} is damaged: rerun the data "
+                                     "stage or restore the file") from None
+        raise
 
 
 def build_preprocess(preprocess: Any) -> Callable[[np.ndarray], np.ndarray] | None:
@@ -60,10 +82,11 @@ class CutoutDataset(Dataset):
         augment: bool = False,
         seed: int = 0,
         metadata_columns: Sequence[str] = (),
+        verify: bool = True,
     ) -> None:
         self.data_dir = Path(data_dir)
         self.metadata_columns = check_metadata_columns(metadata_columns)
-        table = read_manifest(self.data_dir / MANIFEST)
+        table = _read_data_manifest(self.data_dir)
         if split is not None:
             splits = set(table.column("split").drop_null().to_pylist())
             if split not in splits:
@@ -86,6 +109,8 @@ class CutoutDataset(Dataset):
                 raise UserError(f"metadata column {col!r} has {int((~np.isfinite(values)).sum())} null/non-finite values")
             self.meta[:, j] = values
         self.store = open_store(self.data_dir)
+        if verify:
+            self._verify_at_open()
         self.preprocess = build_preprocess(preprocess)
         self.augment = bool(augment)
         self.seed = int(seed)
@@ -98,6 +123,31 @@ class CutoutDataset(Dataset):
     def __len__(self) -> int:
         return len(self.keys)
 
+    def _verify_at_open(self) -> None:
+        """Check every cutout this dataset will read; raise DataIntegrityError on any damage."""
+        from dhs_data.integrity import damage_error
+        from dhs_data.stores import CutoutError, ShardStore
+
+        if isinstance(self.store, ShardStore):
+            damaged = self.store.verify(self.keys)
+        else:
+            damaged = [CutoutError(k, "missing", f"no file {path}", path=path) for k in self.keys
+                       if not (path := self.store.path(k)).is_file()]
+        if damaged:
+            what = "cutouts" if self.split is None else f"cutouts of split {self.split!r}"
+            raise damage_error(self.data_dir, damaged, len(self.keys), what=what)
+
+    def _read(self, read: Callable[[], np.ndarray]) -> np.ndarray:
+        """``read()``, with a cutout that fails (after the data stage checked it) as DataIntegrityError."""
+        try:
+            return read()
+        except CutoutError as exc:
+            if isinstance(exc, UserError):  # a path escaping the root is the user's input, not damage
+                raise
+            from dhs_data.integrity import damage_error
+
+            raise damage_error(self.data_dir, [exc], len(self.keys)) from None
+
     @property
     def epoch(self) -> int:
         return int(self._epoch.item())
@@ -107,7 +157,7 @@ class CutoutDataset(Dataset):
 
     def image(self, i: int) -> np.ndarray:
         """The (preprocessed, augmented) float32 cutout of sample ``i``."""
-        img = self.store.get(self.keys[i])
+        img = self._read(lambda: self.store.get(self.keys[i]))
         if self.preprocess is not None:
             img = np.asarray(self.preprocess(img), dtype=np.float32)
         if self.augment:
@@ -129,9 +179,10 @@ class CutoutDataset(Dataset):
         alloc = _shared_alloc(buffers) if get_worker_info() is not None else None
         if self.preprocess is None:
             # read + augment fused: one copy per cutout, straight into the (shared) batch buffer
-            images = self.store.get_many(keys, codes=codes, view=dihedral_view if self.augment else None, alloc=alloc)
+            images = self._read(lambda: self.store.get_many(
+                keys, codes=codes, view=dihedral_view if self.augment else None, alloc=alloc))
         else:
-            raw = self.store.get_many(keys)
+            raw = self._read(lambda: self.store.get_many(keys))
             pre = np.asarray(self.preprocess(raw), dtype=np.float32)
             if pre.ndim != 4 or pre.shape[0] != len(keys):
                 raise UserError(f"preprocess returned shape {pre.shape} for a batch of shape {raw.shape}; a "

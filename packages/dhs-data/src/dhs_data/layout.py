@@ -9,6 +9,11 @@ gives the data stage's artifacts relative to the run directory.
 DATA_DIR = "data"
 #: where the data stage builds the data directory before swapping it in as DATA_DIR
 DATA_STAGING = ".data.partial"
+#: marker file the data stage writes into every data directory it makes: the stage replaces a
+#: directory only when it recognises it as its own (this marker, or store.json with a manifest)
+DATA_MARKER = ".dhs-data"
+#: where the data stage moves the previous data directory while it swaps the new one in
+DATA_PREVIOUS = ".data.previous"
 #: the manifest: one row per cutout that passed the data stage's checks
 MANIFEST = "manifest.parquet"
 #: counts, exclusions by reason, split sizes, pixel statistics

@@ -2,7 +2,10 @@
 
 The source writes into a staging directory; ``run_dir/data`` is replaced by it only after
 every check passed, so bad input leaves no partial output (and a stale previous result is
-never mixed with a new one).
+never mixed with a new one). The stage replaces ``run_dir/data`` only when it is a data
+directory dhs wrote (its marker file, or store.json with a manifest) or empty: anything else —
+a user's directory, a symbolic link — is refused rather than deleted. A write that fails (a
+full disk, an I/O error) is a runtime failure naming the file; the staging directory is removed.
 
 Importing this module stays light (the stage is registered as an object): pyarrow, healpy
 and the readers are imported when the stage runs.
@@ -10,6 +13,7 @@ and the readers are imported when the stage runs.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 from collections import Counter
@@ -20,7 +24,17 @@ import numpy as np
 
 from dhs_core import Section, Slot, Stage, StageContext, io, plugins
 from dhs_core.errors import SpecError, StageError, UserError
-from dhs_data.layout import ARTIFACTS, DATA_DIR, DATA_REPORT, DATA_STAGING, EXCLUDED, MANIFEST, STORE_INFO
+from dhs_data.layout import (
+    ARTIFACTS,
+    DATA_DIR,
+    DATA_MARKER,
+    DATA_PREVIOUS,
+    DATA_REPORT,
+    DATA_STAGING,
+    EXCLUDED,
+    MANIFEST,
+    STORE_INFO,
+)
 from dhs_data.splits import SplitConfig, assign_splits, healpix_pixels
 
 if TYPE_CHECKING:  # pragma: no cover
@@ -76,6 +90,57 @@ def prepare(table: pa.Table, split_cfg: SplitConfig, source: str) -> pa.Table:
     return table
 
 
+def written_by_dhs(path: Path) -> bool:
+    """Whether the directory ``path`` is a data directory dhs wrote (or is empty)."""
+    return ((path / DATA_MARKER).is_file() or ((path / STORE_INFO).is_file() and (path / MANIFEST).is_file())
+            or not any(path.iterdir()))
+
+
+def refuse_foreign(final: Path) -> None:
+    """UserError unless ``final`` is absent or a data directory dhs wrote (which may be replaced)."""
+    if final.is_symlink():
+        raise UserError(f"{final} is a symbolic link (to {os.readlink(final)}); the data stage writes a directory "
+                        "there and does not remove links or follow them out of the run directory: remove the link "
+                        "or choose another run.out_dir")
+    if not final.exists():
+        return
+    if not final.is_dir() or not written_by_dhs(final):
+        raise UserError(f"{final} exists and is not a data directory dhs wrote (it has no {DATA_MARKER}, nor "
+                        f"{STORE_INFO} with {MANIFEST}); the data stage replaces that directory and will not delete "
+                        "files it did not write: move it elsewhere or choose another run.out_dir")
+
+
+def _remove_own(path: Path) -> None:
+    """Remove a directory under a name the stage reserves (staging, previous); a symbolic link in
+    its place is unlinked, never followed (``shutil.rmtree`` does not follow links inside)."""
+    if path.is_symlink() or path.is_file():
+        path.unlink()
+    elif path.exists():
+        shutil.rmtree(path)
+
+
+def _swap_in(staging: Path, final: Path, previous: Path) -> None:
+    """Move ``staging`` onto ``final``; the old directory is set aside first and removed last."""
+    _remove_own(previous)
+    if final.exists():
+        refuse_foreign(final)  # not replaced by something else while the stage ran
+        os.replace(final, previous)
+    os.replace(staging, final)
+    _remove_own(previous)
+
+
+def write_error(exc: OSError, staging: Path) -> StageError:
+    """A one-line runtime failure for an OSError raised while the data stage wrote ``staging``
+    (worded like the runner's, :func:`dhs_core.rundir.write_failure`)."""
+    from dhs_core.rundir import write_failure
+
+    if exc.filename is None:
+        exc = OSError(exc.errno, exc.strerror or str(exc), str(staging))
+    described = write_failure(exc) or (f"failed on {exc.filename}: {exc.strerror or exc} "
+                                       f"[{errno.errorcode.get(exc.errno or 0, exc.errno)}]")
+    return StageError(f"data stage: {described}; the partial output {staging} was removed")
+
+
 class DataStage(Stage):
     name = "data"
     sections = {
@@ -107,6 +172,22 @@ class DataStage(Stage):
             raise SpecError(f"{source}: {exc} (data source {spec.data.name!r} provides {stamp}x{stamp}-px "
                             "stamps)") from None
 
+    def _source_config(self, spec: Any) -> Any:
+        if getattr(spec, "data", None) is None:
+            return None
+        _, config = plugins.resolve("data_source", spec.data, where="data")
+        return config
+
+    def fingerprint(self, spec: Any, run_dir: Path) -> Any:
+        """The data source's digest of the input files it names (``DataSourceConfig.fingerprint``)."""
+        method = getattr(self._source_config(spec), "fingerprint", None)
+        return method() if callable(method) else None
+
+    def estimate_bytes(self, spec: Any) -> int | None:
+        """What the data source will write (``DataSourceConfig.estimate_bytes``), or None."""
+        method = getattr(self._source_config(spec), "estimate_bytes", None)
+        return method() if callable(method) else None
+
     def card_section(self, run_dir: Path) -> str:
         from dhs_data.card import section
 
@@ -117,16 +198,19 @@ class DataStage(Stage):
         comp, _ = plugins.resolve("data_source", cfg, where="data")
         final = ctx.run_dir / DATA_DIR
         staging = ctx.run_dir / DATA_STAGING
-        shutil.rmtree(staging, ignore_errors=True)
-        staging.mkdir(parents=True)
+        refuse_foreign(final)  # before any work: a directory dhs did not write stays untouched
+        _remove_own(staging)
         try:
+            staging.mkdir(parents=True)
             metrics = self._build(ctx, comp, cfg, staging)
+            io.write_json(staging / DATA_MARKER, {"written_by": "dhs-data data stage", "source": cfg.name})
+            _swap_in(staging, final, ctx.run_dir / DATA_PREVIOUS)
+        except OSError as exc:
+            _remove_own(staging)
+            raise write_error(exc, staging) from None
         except BaseException:
-            shutil.rmtree(staging, ignore_errors=True)
+            _remove_own(staging)
             raise
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(staging, final)
         return metrics
 
     def _build(self, ctx: StageContext, comp, cfg, out: Path) -> dict[str, float]:

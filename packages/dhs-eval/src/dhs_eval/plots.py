@@ -3,7 +3,7 @@
 Figures are built with ``matplotlib.figure.Figure`` and the Agg canvas directly: no pyplot, so no
 global backend state, no GUI, and safe in worker processes and on headless machines.
 
-matplotlib is imported inside :func:`_figure` and :func:`_save`, not at module top: stage modules
+matplotlib is imported inside :func:`_figure` and :func:`save_figure`, not at module top: stage modules
 import this module, and registering and listing plugins must not load a plotting library.
 
 Completeness figures pool the counts over the axes not shown (k and n summed, then the posterior
@@ -39,7 +39,8 @@ def _figure(**kwargs: Any) -> Figure:
     return Figure(**kwargs)
 
 
-def _save(fig: Figure, path: Path) -> Path:
+def save_figure(fig: Figure, path: Path) -> Path:
+    """Write ``fig`` to ``path`` as PNG, atomically, at the resolution every dhs figure uses."""
     from matplotlib.backends.backend_agg import FigureCanvasAgg  # lazily: see the module docstring
 
     FigureCanvasAgg(fig)
@@ -70,7 +71,7 @@ def roc_figure(path: Path, curves: Sequence[tuple[str, np.ndarray, np.ndarray, i
     ax.set_ylabel("true-positive rate (recall)")
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3, which="both")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def calibration_figure(path: Path, bins: Mapping[str, np.ndarray], title: str = "") -> Path:
@@ -91,7 +92,7 @@ def calibration_figure(path: Path, bins: Mapping[str, np.ndarray], title: str = 
     hist.set_xlim(0, 1)
     hist.set_xlabel("predicted probability")
     hist.set_ylabel("count")
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def training_curves_figure(path: Path, rows: Sequence[Mapping[str, object]]) -> Path | None:
@@ -114,7 +115,7 @@ def training_curves_figure(path: Path, rows: Sequence[Mapping[str, object]]) -> 
         if group:
             ax.legend(fontsize=7)
         ax.grid(alpha=0.3)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def completeness_vs_theta_e(path: Path, cells: Any, title: str = "") -> Path:
@@ -132,7 +133,7 @@ def completeness_vs_theta_e(path: Path, cells: Any, title: str = "") -> Path:
                         color=line.get_color(), alpha=0.25, lw=0)
     ax.set(xlabel=AXIS_LABELS["theta_e"], ylabel="completeness (posterior median, 68/95 %)", ylim=(0, 1), title=title)
     ax.legend(title="source mag bin", fontsize=8)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def completeness_heatmap(path: Path, cells: Any, x: str = "theta_e", y: str = "psfsize_r", *, title: str = "",
@@ -158,4 +159,18 @@ def completeness_heatmap(path: Path, cells: Any, x: str = "theta_e", y: str = "p
         ax.set_yticks(range(ys.size), [f"{v:.3g}" for v in ys], fontsize=7)
         ax.set(xlabel=AXIS_LABELS.get(x, x), ylabel=AXIS_LABELS.get(y, y), title=title)
         fig.colorbar(im, ax=ax, label=label)
-    return _save(fig, path)
+    return save_figure(fig, path)
+
+
+def completeness_overlay(path: Path, curves: Sequence[tuple[str, Mapping[str, np.ndarray]]]) -> Path:
+    """Marginal completeness against theta_E of several runs on one axis, each with its 68 % band
+    (``curves``: label and a :func:`dhs_eval.selection.marginal` table over ``theta_e``)."""
+    fig = _figure(figsize=(6, 4))
+    ax = fig.add_subplot()
+    for label, table in curves:
+        line, = ax.plot(table["theta_e"], table["completeness"], marker="o", label=label)
+        ax.fill_between(table["theta_e"], table["completeness_low_68"], table["completeness_high_68"],
+                        color=line.get_color(), alpha=0.2, lw=0)
+    ax.set(xlabel=AXIS_LABELS["theta_e"], ylabel="completeness (posterior median, 68 %)", ylim=(0, 1))
+    ax.legend(fontsize=8)
+    return save_figure(fig, path)

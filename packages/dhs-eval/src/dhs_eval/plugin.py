@@ -26,3 +26,38 @@ def register_stages(register):
 
     register("evaluate", EvaluateStage())
     register("report", ReportStage())
+
+
+@hookimpl
+def register_commands(app):
+    from dhs_eval.cli import register
+
+    register(app)
+
+
+# Lifecycle hooks: forwarded to the experiment trackers a run's [trackers] section enables
+# (dhs_eval.trackers); without that section they return at once.
+
+
+@hookimpl
+def dhs_run_started(run):
+    if getattr(run.spec, "trackers", None) is not None:
+        from dhs_eval import trackers
+
+        trackers.start(run)
+
+
+@hookimpl
+def dhs_epoch_end(run, epoch, metrics):
+    if getattr(run.spec, "trackers", None) is not None:
+        from dhs_eval import trackers
+
+        trackers.epoch(run, epoch, metrics)
+
+
+@hookimpl
+def dhs_run_finished(run, results):
+    if getattr(run.spec, "trackers", None) is not None:
+        from dhs_eval import trackers
+
+        trackers.finish(run, results)

@@ -14,9 +14,12 @@ META = "meta.json"
 INJECTIONS = "injections.parquet"
 #: finished cells, one file each (resume per cell)
 CELL_DIR = "cells"
+#: stamps for the report's gallery: injected examples (detected / missed per θE) and top false positives
+GALLERY = "gallery.npz"
 
 #: the selection-function stage's named artifacts, relative to the run directory
 ARTIFACTS = {
     "cells": f"{SELECTION_DIR}/{CELLS}",
     "meta": f"{SELECTION_DIR}/{META}",
+    "gallery": f"{SELECTION_DIR}/{GALLERY}",
 }

@@ -142,6 +142,13 @@ def test_pipeline_writes_a_valid_manifest_store_and_truth(tmp_path):
     store = open_store(data)
     cutout = store.get(manifest.column("cutout_path")[0].as_py())
     assert cutout.shape == (3, 64, 64) and cutout.dtype == np.float32
+    # the disk estimate the runner checks free space against is an upper bound of what was written
+    from dhs_core.spec import load_spec
+    from dhs_data.stage import DataStage
+
+    written = sum(f.stat().st_size for f in data.rglob("*") if f.is_file())
+    estimate = DataStage().estimate_bytes(load_spec(spec)[0].spec)
+    assert written <= estimate <= 3 * written + (8 << 20)
 
 
 def test_registered_data_sources_of_dhs_inject_have_valid_default_configs():

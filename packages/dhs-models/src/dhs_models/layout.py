@@ -16,6 +16,8 @@ EPOCH = "epoch_{epoch:03d}.pt"
 METRICS = "metrics.jsonl"
 #: sigmoid scores of the val and test splits under the best checkpoint
 SCORES = "scores.parquet"
+#: what the trainer records about the run: stop reason, parameter count, device and precision
+SUMMARY = "summary.json"
 
 #: the train stage's named artifacts, relative to the run directory (``Stage.artifacts``)
 ARTIFACTS = {
@@ -23,4 +25,5 @@ ARTIFACTS = {
     "last": f"{TRAIN_DIR}/{LAST}",
     "metrics": f"{TRAIN_DIR}/{METRICS}",
     "scores": f"{TRAIN_DIR}/{SCORES}",
+    "summary": f"{TRAIN_DIR}/{SUMMARY}",
 }

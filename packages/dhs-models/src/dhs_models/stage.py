@@ -12,10 +12,10 @@ from typing import Any
 
 from dhs_core import Section, Slot, Stage, StageContext, plugins
 from dhs_core.errors import UserError
-from dhs_core.io import atomic_path
+from dhs_core.io import atomic_path, write_json
 from dhs_core.spec import resolved_dict
 from dhs_data import layout as data_layout
-from dhs_models.layout import ARTIFACTS, BEST, SCORES
+from dhs_models.layout import ARTIFACTS, BEST, SCORES, SUMMARY
 from dhs_models.training.config import TrainConfig
 
 
@@ -72,8 +72,7 @@ class TrainStage(Stage):
     }
     trigger = "train"
     needs = (data_layout.ARTIFACTS["manifest"],)
-    produces = tuple(ARTIFACTS[k] for k in ("best", "last", "metrics", "scores"))
-    artifacts = ARTIFACTS
+    produces = tuple(ARTIFACTS[k] for k in ("best", "last", "metrics", "scores", "summary"))
     inputs = ("data", "preprocess")
     after = ("data",)
     artifacts = ARTIFACTS
@@ -115,7 +114,7 @@ class TrainStage(Stage):
             spec=resolved_dict(spec), tier_of=tier_of, progress=ctx.progress, log=ctx.log,
             on_epoch_end=ctx.epoch_end,
         )
-        last = trainer.fit(resume=True)
+        last = trainer.fit(resume=not ctx.fresh)  # --force: from scratch
         if not trainer.is_main:
             _barrier()  # wait for rank 0 to write scores.parquet, so every rank sees the outputs
             return {}
@@ -131,6 +130,7 @@ class TrainStage(Stage):
             ids, probs = inference.score_dataset(finder.model, ds, batch_size=cfg.micro_batch, device=trainer.device)
             rows += [(g, split, float(p)) for g, p in zip(ids, probs)]
         write_scores(ctx.stage_dir / SCORES, rows)
+        write_json(ctx.stage_dir / SUMMARY, {**trainer.summary(), "best_epoch": int(best["epoch"]) + 1})
         _barrier()
         out = {"best_epoch": float(best["epoch"] + 1), f"best_{cfg.monitor}": float(best["best_metric"])}
         out.update({k: float(v) for k, v in (best.get("metrics") or {}).items()

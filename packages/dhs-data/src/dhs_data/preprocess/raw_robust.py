@@ -8,13 +8,14 @@ unit variance while the arcs keep their contrast; the clip stops bright stars do
 
 from __future__ import annotations
 
+import math
 from typing import Callable
 
 import numpy as np
-from pydantic import Field
+from pydantic import Field, field_validator
 
 from dhs_core import ComponentConfig
-from dhs_data.preprocess.annulus import MAD_TO_SIGMA, annulus_radii, annulus_stats
+from dhs_data.preprocess.annulus import MAD_TO_SIGMA, OUTER_FRACTIONS, PRESETS, annulus_radii, annulus_stats
 
 
 def raw_robust(cutout: np.ndarray, *, annulus: tuple[float, float] | str = (20, 32), clip: float = 10.0,
@@ -41,6 +42,21 @@ class RawRobustConfig(ComponentConfig):
     clip: float = Field(default=10.0, gt=0)
     # added to the robust sigma so a flat (zero-MAD) annulus does not divide by zero
     eps: float = Field(default=1e-6, gt=0)
+
+    @field_validator("annulus")
+    @classmethod
+    def _ordered(cls, value: tuple[float, float] | str) -> tuple[float, float] | str:
+        # checked when the spec is validated, before a run writes anything (whether it fits the
+        # stamp is checked by the data stage, which knows the stamp)
+        if isinstance(value, str):
+            if value not in PRESETS and value not in OUTER_FRACTIONS:
+                raise ValueError(f"{value!r} is not a preset; use [r_in, r_out] in pixels or one of "
+                                 f"{', '.join([*PRESETS, *OUTER_FRACTIONS])}")
+            return value
+        r_in, r_out = value
+        if not (math.isfinite(r_in) and math.isfinite(r_out) and 0 <= r_in < r_out):
+            raise ValueError(f"[{r_in}, {r_out}]: need finite radii in pixels with 0 <= r_in < r_out")
+        return value
 
 
 def build_raw_robust(config: RawRobustConfig) -> Callable[[np.ndarray], np.ndarray]:

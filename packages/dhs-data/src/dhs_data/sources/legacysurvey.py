@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # pragma: no cover
 
 from dhs_core.errors import UserError
 from dhs_data.layout import MANIFEST
-from dhs_data.sources.base import DataSourceConfig
+from dhs_data.sources.base import DataSourceConfig, file_fingerprint
 
 SWEEP_COLUMNS = ("RA", "DEC", "TYPE", "OBJID", "FLUX_G", "FLUX_R", "FLUX_Z", "FLUX_W1",
                  "NOBS_G", "NOBS_R", "NOBS_Z", "PSFSIZE_R", "PSFDEPTH_R", "EBV")
@@ -56,6 +56,17 @@ class LegacySurveyConfig(DataSourceConfig):
     def stamp_size(self) -> int | None:
         """The configured stamp: cutouts of another size are excluded by the data stage."""
         return self.stamp
+
+    def fingerprint(self) -> dict:
+        """Catalogs (size and mtime; SHA-256 too up to 256 MiB — sweep files are larger and are
+        not hashed on every run) and the lens and confuser tables. The cutout directory is not
+        digested: a cutout replaced in place needs ``dhs run --stage data``."""
+        limit = 256 << 20
+        return {
+            "catalogs": [file_fingerprint(p, digest_limit=limit) for p in self.catalogs],
+            "lenses": file_fingerprint(self.lenses, digest_limit=limit) if self.lenses else None,
+            "confusers": file_fingerprint(self.confusers, digest_limit=limit) if self.confusers else None,
+        }
 
 
 def _read_table(path: str, what: str, needed: tuple[str, ...]) -> Table:

@@ -12,8 +12,8 @@ from pathlib import Path
 from typing import Literal
 
 from dhs_core.errors import DhsError, UserError
-from dhs_data.layout import MANIFEST, STORE_INFO
-from dhs_data.sources.base import DataSourceConfig
+from dhs_data.layout import MANIFEST, SHARD_INDEX, STORE_INFO
+from dhs_data.sources.base import TABLE_BYTES, DataSourceConfig, file_fingerprint
 
 
 class ManifestSourceConfig(DataSourceConfig):
@@ -34,6 +34,36 @@ class ManifestSourceConfig(DataSourceConfig):
         side of the manifest's first cutout; None when that cutout cannot be read (the data
         stage reports unreadable cutouts when it runs)."""
         return _stamp_size(self)
+
+    def fingerprint(self) -> dict:
+        """The manifest file (size, mtime, SHA-256), a store.json next to it, and — for a shard
+        store — its index.parquet, whose CRC-32 column stands for every cutout's pixels. Cutouts
+        of npz/fits stores are not digested (one read per file on every run would cost what the
+        data stage costs); replacing them in place needs ``dhs run --stage data``."""
+        path = Path(self.path)
+        out = {"manifest": file_fingerprint(path)}
+        info = _store_info(path.parent)
+        if info is not None:
+            out["store_json"] = file_fingerprint(path.parent / STORE_INFO)
+        if (self.store if self.store != "auto" else (info or {}).get("format")) == "shards":
+            root = Path(self.data_root) if self.data_root else path.parent / (info or {}).get("root", ".")
+            out["shard_index"] = file_fingerprint(root / SHARD_INDEX)
+        return out
+
+    def estimate_bytes(self) -> int | None:
+        """The cutouts are used in place: only the manifest (kept rows, exclusions) is written."""
+        try:
+            return 2 * Path(self.path).stat().st_size + TABLE_BYTES
+        except OSError:
+            return None
+
+
+def _store_info(manifest_dir: Path) -> dict | None:
+    try:
+        info = json.loads((manifest_dir / STORE_INFO).read_text())
+    except (OSError, ValueError):
+        return None
+    return info if isinstance(info, dict) else None
 
 
 def _detect(manifest_dir: Path, keys: list[str], cfg: ManifestSourceConfig) -> tuple[str, Path, int | None]:
@@ -94,6 +124,10 @@ def manifest_source(config: ManifestSourceConfig, ctx: object, out_dir: Path) ->
     fmt, root, stamp = _detect(path.parent, table.column("cutout_path").to_pylist(), config)
     if not root.is_dir():
         raise UserError(f"data.data_root = {root} is not a directory (it should hold the cutouts)")
+    if fmt == "shards" and not (root / SHARD_INDEX).is_file():
+        raise UserError(f"data.path = {path}: its cutouts are a shard store, but {root / SHARD_INDEX} does not exist; "
+                        "point data.data_root at the directory holding the shards and their index (e.g. the "
+                        "shards/ of a `dhs data pack` output)")
     if config.split.scheme == "manifest" and table.column("split").null_count:
         raise UserError(
             f"data.split.scheme = 'manifest' but {path} has {table.column('split').null_count} rows without a split; "

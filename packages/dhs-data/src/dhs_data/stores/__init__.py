@@ -19,12 +19,13 @@ from typing import Protocol
 import numpy as np
 
 from dhs_core import io
-from dhs_core.errors import UserError
+from dhs_core.errors import DataIntegrityError, UserError
+from dhs_data.layout import MANIFEST
 from dhs_data.layout import STORE_INFO as STORE_JSON
 from dhs_data.stores.base import REASONS, CutoutError, PathEscapeError, check_cutout, cutout_path
 from dhs_data.stores.fits import FitsStore, write_fits
 from dhs_data.stores.npz import NpzStore, write_npz
-from dhs_data.stores.shards import ShardStore, ShardWriter
+from dhs_data.stores.shards import VERIFY_MODES, ShardStore, ShardWriter
 
 FORMATS = {"npz": NpzStore, "fits": FitsStore, "shards": ShardStore}
 
@@ -47,32 +48,51 @@ def write_store_json(data_dir: str | Path, *, format: str, root: str | Path, sta
 
 
 def read_store_json(data_dir: str | Path) -> dict:
+    """``data_dir/store.json`` as a dict.
+
+    No store.json (and no manifest) means ``data_dir`` is not a data directory: a
+    :class:`UserError`. A data directory that has its manifest but lost or garbled its
+    store.json is damaged: :class:`~dhs_core.errors.DataIntegrityError`.
+    """
     path = Path(data_dir) / STORE_JSON
+    damaged = (Path(data_dir) / MANIFEST).is_file()
     if not path.is_file():
+        if damaged:
+            raise DataIntegrityError(f"data directory {data_dir} has a {MANIFEST} but no {STORE_JSON}: it is "
+                                     "damaged; rerun the data stage (dhs run --stage data) or restore the file")
         raise UserError(f"{path} does not exist: a data directory needs a store.json describing its cutouts")
     try:
         info = json.loads(path.read_text())
+        if not isinstance(info, dict):
+            raise ValueError("not a JSON object")
     except ValueError as exc:
+        if damaged:
+            raise DataIntegrityError(f"{path} is not valid JSON ({exc}): the data directory is damaged; rerun "
+                                     "the data stage (dhs run --stage data) or restore the file") from None
         raise UserError(f"{path} is not valid JSON: {exc}") from exc
     if info.get("format") not in FORMATS:
         raise UserError(f"{path}: format {info.get('format')!r} is not one of {', '.join(FORMATS)}")
     return info
 
 
-def open_store(data_dir: str | Path) -> CutoutStore:
-    """Open the cutout store described by ``data_dir/store.json``."""
+def open_store(data_dir: str | Path, *, verify: str = "first-read") -> CutoutStore:
+    """Open the cutout store described by ``data_dir/store.json``.
+
+    ``verify`` (shards only: see :data:`~dhs_data.stores.shards.VERIFY_MODES`) says when each
+    cutout's CRC-32 is checked; npz and FITS-with-DATASUM files are checked on every read. A shard
+    store whose index is missing or unreadable raises :class:`~dhs_core.errors.DataIntegrityError`.
+    """
     info = read_store_json(data_dir)
     root = Path(info.get("root") or ".")
     if not root.is_absolute():
         root = Path(data_dir) / root
-    try:
-        return FORMATS[info["format"]](root, info.get("stamp"))
-    except CutoutError as exc:
-        raise UserError(f"{Path(data_dir) / STORE_JSON}: cannot open the {info['format']} store at {root}: {exc}") from exc
+    if info["format"] == "shards":
+        return ShardStore(root, info.get("stamp"), verify=verify)
+    return FORMATS[info["format"]](root, info.get("stamp"))
 
 
 __all__ = [
     "FORMATS", "REASONS", "STORE_JSON", "CutoutError", "CutoutStore", "FitsStore", "NpzStore", "PathEscapeError",
-    "ShardStore", "ShardWriter", "check_cutout", "cutout_path", "open_store", "read_store_json", "write_fits",
+    "VERIFY_MODES", "ShardStore", "ShardWriter", "check_cutout", "cutout_path", "open_store", "read_store_json", "write_fits",
     "write_npz", "write_store_json",
 ]

@@ -18,7 +18,9 @@ import numpy as np
 from dhs_core.errors import DhsError, UserError
 
 #: reasons a cutout is excluded, as written to data_report.json
-REASONS = ("missing", "truncated", "unreadable", "non_finite", "wrong_shape", "outside_root")
+#: (``checksum``: the bytes read differ from the checksum stored with them — a shard index's
+#: CRC-32, an npz member's zip CRC-32, a FITS DATASUM)
+REASONS = ("missing", "truncated", "unreadable", "non_finite", "wrong_shape", "outside_root", "checksum")
 BANDS = ("g", "r", "z")
 #: ``view(block, code)``: a same-shape view of a cutout or block of cutouts (e.g. a dihedral transform)
 ViewFn = Callable[[np.ndarray, int], np.ndarray]
@@ -27,12 +29,14 @@ AllocFn = Callable[[tuple[int, ...]], np.ndarray]
 
 
 class CutoutError(DhsError):
-    """A cutout cannot be used; ``reason`` is one of :data:`REASONS`."""
+    """A cutout cannot be used; ``reason`` is one of :data:`REASONS`; ``path`` is the file it was
+    read from (a shard, an npz or FITS file) when known."""
 
-    def __init__(self, key: str, reason: str, detail: str = "") -> None:
+    def __init__(self, key: str, reason: str, detail: str = "", *, path: str | os.PathLike[str] | None = None) -> None:
         if reason not in REASONS:
             raise ValueError(f"unknown cutout error reason {reason!r}")
         self.key, self.reason, self.detail = key, reason, detail
+        self.path = None if path is None else str(path)
         super().__init__(f"cutout {key!r}: {reason}" + (f" ({detail})" if detail else ""))
 
 

@@ -1,4 +1,5 @@
-"""The ``report`` stage: MODEL_CARD.md plus training-curve and completeness-heatmap PNGs.
+"""The ``report`` stage: MODEL_CARD.md, report.html, the card's CSV companions and the report's
+figures (all written by :func:`dhs_eval.report.write_report`, which ``dhs report`` also calls).
 
 Always enabled (trigger None) and ordered after every other installed stage, so that the card
 can include every enabled stage's section (:mod:`dhs_eval.model_card`) and reruns whenever an
@@ -10,17 +11,10 @@ listing stages import it.
 
 from __future__ import annotations
 
-from dhs_core import Stage, StageContext, artifact, plugins
+from dhs_core import Section, Stage, StageContext, artifact, plugins
 from dhs_core.errors import PluginError
-from dhs_core.io import write_text
-from dhs_eval.layout import (
-    COMPLETENESS_HEATMAP,
-    HEATMAP_AXES,
-    MODEL_CARD,
-    REPORT_ARTIFACTS,
-    REPORT_DIR,
-    TRAINING_CURVES,
-)
+from dhs_eval.layout import MODEL_CARD, REPORT_ARTIFACTS, REPORT_HTML
+from dhs_eval.trackers.config import TrackersConfig
 
 #: artifacts of other stages the report draws figures from: (stage, artifact key)
 FIGURE_INPUTS = (("train", "metrics"), ("selection_function", "cells"))
@@ -38,9 +32,13 @@ class ReportStage(Stage):
     """Write MODEL_CARD.md from the run's provenance and every enabled stage's card section."""
 
     name = "report"
+    # [trackers] lives here because every run has a report stage; trackers observe and change no
+    # output, so the section is not hashed (adding one reruns nothing)
+    sections = {"trackers": Section(TrackersConfig, required=False, hashed=False,
+                                    description="experiment trackers (tensorboard, mlflow) fed by the lifecycle hooks")}
     trigger = None
     inputs = ("data", "preprocess", "model", "train", "evaluate", "selection_function")
-    produces = (MODEL_CARD,)
+    produces = (MODEL_CARD, REPORT_HTML)
     artifacts = REPORT_ARTIFACTS
 
     @property
@@ -53,35 +51,18 @@ class ReportStage(Stage):
         """What the report's own figures are drawn from, where the writing stage is installed."""
         return tuple(p for p in (_installed_artifact(*ref) for ref in FIGURE_INPUTS) if p)
 
+    def sweep_section(self, base_dir, run_dirs):
+        """The sweep's points compared as ``dhs compare`` compares runs (same code): metrics with
+        intervals, paired DeLong tests against the first point, completeness overlaid."""
+        from dhs_eval.compare import sweep_markdown
+
+        return sweep_markdown(base_dir, run_dirs)
+
     def run(self, ctx: StageContext) -> None:
         from dhs_core.runner import order_stages
         from dhs_core.spec import enabled_stages
-        from dhs_eval import model_card
+        from dhs_eval.report import write_report
 
-        run_dir = ctx.run_dir
-        self._figures(ctx)
-        stages = order_stages(enabled_stages(ctx.spec))
-        write_text(run_dir / MODEL_CARD, model_card.render(run_dir, stages))
-        ctx.log(f"report: wrote {run_dir / MODEL_CARD}")
+        html = write_report(ctx.run_dir, order_stages(enabled_stages(ctx.spec)))
+        ctx.log(f"report: wrote {ctx.run_dir / MODEL_CARD} and {html}")
         return None
-
-    def _figures(self, ctx: StageContext) -> None:
-        """Training curves and completeness heatmaps, from whichever inputs exist."""
-        metrics, cells_ref = (_installed_artifact(*ref) for ref in FIGURE_INPUTS)
-        if metrics and (ctx.run_dir / metrics).is_file():
-            from dhs_core.cards import read_jsonl
-            from dhs_eval import plots
-
-            rows = read_jsonl(ctx.run_dir / metrics)
-            if rows:
-                plots.training_curves_figure(ctx.run_dir / REPORT_DIR / TRAINING_CURVES, rows)
-        if cells_ref and (ctx.run_dir / cells_ref).is_file():
-            import pyarrow.parquet as pq
-
-            from dhs_eval import plots, selection
-
-            cells = pq.read_table(ctx.run_dir / cells_ref)
-            for x, y in HEATMAP_AXES:
-                if {x, y, *selection.COUNT_COLUMNS} <= set(cells.column_names):
-                    plots.completeness_heatmap(ctx.run_dir / REPORT_DIR / COMPLETENESS_HEATMAP.format(x=x, y=y),
-                                               cells, x, y)

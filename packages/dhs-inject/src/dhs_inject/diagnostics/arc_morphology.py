@@ -56,7 +56,7 @@ def _plot(path: Path, stats: dict[str, dict[str, np.ndarray]]) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from dhs_core.io import atomic_path
+    from dhs_eval.plots import save_figure
 
     fig = Figure(figsize=(9.0, 6.5))
     FigureCanvasAgg(fig)
@@ -73,8 +73,7 @@ def _plot(path: Path, stats: dict[str, dict[str, np.ndarray]]) -> None:
         if i == 0:
             ax.legend(fontsize=7)
     fig.suptitle("arc residuals: real lenses (median-filter residual) vs injections", fontsize=9)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    save_figure(fig, path)
 
 
 class ArcMorphologyEvaluator:

@@ -54,7 +54,7 @@ def _plot(path: Path, layers: list[str], per_layer: dict[str, Any]) -> None:
     from matplotlib.backends.backend_agg import FigureCanvasAgg
     from matplotlib.figure import Figure
 
-    from dhs_core.io import atomic_path
+    from dhs_eval.plots import save_figure
 
     fig = Figure(figsize=(6.5, 4.0))
     FigureCanvasAgg(fig)
@@ -69,8 +69,7 @@ def _plot(path: Path, layers: list[str], per_layer: dict[str, Any]) -> None:
     ax.set_ylabel("linear-probe ROC AUC (k-fold CV)")
     ax.set_title("separability of groups per layer (0.5 = indistinguishable)", fontsize=9)
     ax.legend(fontsize=8)
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, format="png", dpi=110, bbox_inches="tight")
+    save_figure(fig, path)
 
 
 class FeatureSpaceEvaluator:

@@ -1,18 +1,28 @@
-"""The selection-function stage's section of MODEL_CARD.md: pooled completeness, the detection
-threshold and counts from meta.json, marginal completeness per grid axis, and the report's heatmaps.
+"""The selection-function stage's section of MODEL_CARD.md: the detection threshold, the pooled
+k/n, and one summary table per grid axis (k/n pooled over the other axes, with the Jeffreys
+posterior median and 68 % / 95 % intervals).
 
-Statistics come from :mod:`dhs_eval.selection` (the one implementation the stage itself uses);
-returned by :meth:`dhs_inject.selection.stage.SelectionFunctionStage.card_section`.
+The tables say "k/n" and "posterior median" — not "completeness" alone — because with tens of
+injections per cell the median of Beta(k+½, n−k+½) differs visibly from k/n and a reader must
+know which one is printed. Every cell is in the linked CSV the report writes, never in the card.
+Counts are read from ``n_detected`` / ``n_ok`` and the posterior recomputed by
+:mod:`dhs_eval.selection` (the one implementation), so the card does not depend on which
+derived columns cells.parquet carries. Returned by
+:meth:`dhs_inject.selection.stage.SelectionFunctionStage.card_section`.
 """
 
 from __future__ import annotations
 
 from pathlib import Path
 
-from dhs_core.cards import NOT_RUN, fmt, kv_lines, read_json
+from dhs_core.cards import NOT_RUN, field_table, fmt, load_json
 from dhs_eval import selection
-from dhs_eval.layout import COMPLETENESS_HEATMAP, HEATMAP_AXES, REPORT_DIR
+from dhs_eval.layout import CELLS_CSV, COMPLETENESS_HEATMAP, HEATMAP_AXES, REPORT_DIR
 from dhs_inject.layout import ARTIFACTS
+
+
+def _interval(row: dict, level: int) -> str:
+    return f"{fmt(row[f'completeness_low_{level}'])}–{fmt(row[f'completeness_high_{level}'])}"
 
 
 def section(run_dir: Path) -> str:
@@ -23,20 +33,50 @@ def section(run_dir: Path) -> str:
     path = run_dir / ARTIFACTS["cells"]
     if not path.is_file():
         return "\n".join(lines + [f"{NOT_RUN} (no {ARTIFACTS['cells']})."])
-    cells = pq.read_table(path)
+    try:
+        cells = pq.read_table(path)
+    except Exception as exc:  # a damaged file: say so and let the rest of the card render
+        return "\n".join(lines + [f"unreadable: {type(exc).__name__}: {exc} ({ARTIFACTS['cells']})."])
     if not set(selection.COUNT_COLUMNS) <= set(cells.column_names):
         return "\n".join(lines + [f"{path.name} lacks n_detected / n_ok: not summarised."])
     tot = selection.summary(cells)
-    lines += [f"- Pooled completeness: {fmt(tot['completeness'])} (68 %: {fmt(tot['completeness_low_68'])}–"
-              f"{fmt(tot['completeness_high_68'])}; {tot['n_detected']:,}/{tot['n_ok']:,} injections detected)"]
-    meta = read_json(run_dir / ARTIFACTS["meta"])
-    if isinstance(meta, dict):
-        lines += [f"- {Path(ARTIFACTS['meta']).name}:"] + kv_lines(
-            {k: v for k, v in meta.items() if not isinstance(v, (list, dict))}, "  ")
-    for axis, table in selection.marginal_tables(cells).items():
-        lines += ["", f"| {axis} | completeness (median) | 68 % interval | k/n |", "|---:|---:|---|---:|"]
-        for row in selection.as_rows(table):
-            lines.append(f"| {row[axis]:.4g} | {fmt(row['completeness'])} | {fmt(row['completeness_low_68'])}–"
-                         f"{fmt(row['completeness_high_68'])} | {row['n_detected']:,}/{row['n_ok']:,} |")
+    meta, problem = load_json(run_dir / ARTIFACTS["meta"])
+    meta = meta if isinstance(meta, dict) else {}
+    inj = meta.get("injector") or {}
+    thr = meta.get("threshold_detail") or {}
+    threshold = (f"p ≥ {fmt(meta['threshold'])} ({thr.get('source', 'not recorded')}"
+                 + (f", target FPR {meta.get('target_fpr'):g}, achieved {fmt(meta.get('achieved_fpr'))}"
+                    f" on {meta.get('n_valid_negatives')} negatives" if meta.get("target_fpr") is not None else "")
+                 + ")" + (f"; {thr['status']}" if thr.get("status") not in (None, "ok") else "")
+                 ) if "threshold" in meta else (problem or "not recorded")
+    csv = f"{REPORT_DIR}/{CELLS_CSV}"
+    # θE, the axis the selection function is read along, gets the table; the other axes one
+    # line each (k/n and posterior median [68 %] per bin)
     figures = [f"{REPORT_DIR}/{COMPLETENESS_HEATMAP.format(x=x, y=y)}" for x, y in HEATMAP_AXES]
-    return "\n".join(lines + [""] + [f"![{Path(f).name}]({f})" for f in figures if (run_dir / f).is_file()])
+    present = [f for f in figures if (run_dir / f).is_file()]
+    others, table_lines = [], []
+    for axis, table in selection.marginal_tables(cells).items():
+        rows = selection.as_rows(table)
+        if axis != "theta_e":
+            if len(rows) > 1:  # one bin: the pooled row above already says it
+                others.append((f"Pooled by {axis} (k/n, median [68 %])", "; ".join(
+                    f"{row[axis]:.4g}: {row['n_detected']}/{row['n_ok']}, {fmt(row['completeness'])} "
+                    f"[{_interval(row, 68)}]" for row in rows)))
+            continue
+        table_lines += ["", f"| {axis} | k/n | posterior median | 68 % interval | 95 % interval |", "|---:|---:|---:|---|---|"]
+        for row in rows:
+            table_lines.append(f"| {row[axis]:.4g} | {row['n_detected']:,}/{row['n_ok']:,} | {fmt(row['completeness'])} | "
+                         f"{_interval(row, 68)} | {_interval(row, 95)} |")
+    lines += field_table([
+        ("Injector", inj.get("name")),
+        ("Detection threshold", threshold),
+        ("Injections detected / scored (k/n)", f"{tot['n_detected']:,}/{tot['n_ok']:,} "
+         f"(failed: {meta.get('n_failed', 'not recorded')})"),
+        ("Pooled posterior median [68 %; 95 %]", f"{fmt(tot['completeness'])} [{_interval(tot, 68)}; {_interval(tot, 95)}]"),
+        ("Grid cells", f"{cells.num_rows} ({meta.get('per_cell', '?')} injections requested per cell); every cell: "
+         + (f"[{csv}]({csv})" if (run_dir / csv).is_file() else f"[{ARTIFACTS['cells']}]({ARTIFACTS['cells']})")),
+        *others,
+        ("Heatmaps", ", ".join(f"[{Path(f).name}]({f})" for f in present) or "not drawn yet (the report stage draws them)"),
+    ])
+    lines += table_lines
+    return "\n".join(lines)

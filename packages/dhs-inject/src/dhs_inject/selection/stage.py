@@ -28,7 +28,7 @@ from dhs_core.errors import UserError
 from dhs_core.io import atomic_path, sha256_file, write_json
 from dhs_data import layout as data_layout
 from dhs_inject.__about__ import __version__
-from dhs_inject.layout import ARTIFACTS, CELL_DIR, CELLS, INJECTIONS, META
+from dhs_inject.layout import ARTIFACTS, CELL_DIR, CELLS, GALLERY, INJECTIONS, META
 from dhs_inject.selection.config import SelectionFunctionConfig
 from dhs_models import layout as models_layout
 
@@ -138,13 +138,16 @@ class SelectionFunctionStage(Stage):
         if empty:
             ctx.log(f"selection_function: {len(empty)} cells have no host in their PSF x depth bin "
                     f"(completeness not defined there), e.g. {empty[0]}")
+        if ctx.fresh:  # --force: recompute every cell, reuse none
+            for old in cell_dir.glob("*.parquet"):
+                old.unlink(missing_ok=True)
         ctx.executor.map(run_cell, tasks, progress=ctx.progress, desc="selection-function cells")
         stats = dict(getattr(ctx.executor, "last_stats", {}) or {})
         ctx.log(f"selection_function: {stats.get('run', '?')} cells computed, {stats.get('skipped', '?')} reused")
         keep = {Path(t.output).name for t in tasks}
         for stale in cell_dir.glob("*.parquet"):
             if stale.name not in keep:  # cells of earlier inputs: never mixed into these results
-                stale.unlink()
+                stale.unlink(missing_ok=True)
         threshold = detection_threshold(cfg, ctx.run_dir, manifest)
         cells, injections, failures = self._aggregate(tasks, n_hosts, threshold.threshold)
         with atomic_path(ctx.stage_dir / CELLS) as tmp:
@@ -177,6 +180,11 @@ class SelectionFunctionStage(Stage):
             "cells_computed": stats.get("run"), "cells_reused": stats.get("skipped"), "figures": figures,
             "flux_qa": _flux_qa(injections),
         }
+        if cfg.plots and cells["n_ok"].sum() > 0:
+            from dhs_inject.selection import gallery
+
+            gallery.write(ctx.stage_dir / GALLERY, tasks, ctx.run_dir, data_dir, threshold.threshold,
+                          ctx.seed_for("gallery"))
         write_json(ctx.stage_dir / META, meta)
         out = {"completeness": float(total["completeness"]), "completeness_theta_e_ge_1": float(total_wide["completeness"]),
                "threshold": float(threshold.threshold), "n_ok": float(meta["n_ok"]), "n_failed": float(meta["n_failed"])}

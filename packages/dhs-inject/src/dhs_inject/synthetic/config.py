@@ -6,7 +6,7 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from dhs_data.sources.base import DataSourceConfig
+from dhs_data.sources.base import DataSourceConfig, cutout_bytes
 
 #: N2 confuser categories, the look-alikes a lens finder must learn to reject
 CONFUSER_CATEGORIES = ("ring_proxy", "edge_on_proxy", "spiral", "blue_clumpy", "merger")
@@ -70,3 +70,9 @@ class SyntheticConfig(DataSourceConfig):
         """The stamp is set by the spec, so the data stage can check the preprocessor against it
         before anything is rendered."""
         return int(self.stamp)
+
+    def estimate_bytes(self) -> int:
+        """``n_hosts`` float32 g/r/z stamps plus manifest, index and truth tables; for ``npz`` one
+        file per cutout, so a filesystem block more each (zip headers, rounding up to 4 KiB)."""
+        per_file = 4096 if self.store == "npz" else 0
+        return cutout_bytes(self.n_hosts, self.stamp) + self.n_hosts * (per_file + 512)

@@ -125,6 +125,12 @@ def generate(config: SyntheticConfig, seed: int, out_dir: Path, *, executor=None
                     bar.advance(len(ids))
         if writer is not None:
             writer.close()
+    except BaseException:
+        # close the shard being written: an open file keeps its blocks allocated after the
+        # staging directory is removed, so a full disk would stay full for the failure record
+        if writer is not None:
+            writer.abort()
+        raise
     finally:
         if bar is not None:
             bar.close()

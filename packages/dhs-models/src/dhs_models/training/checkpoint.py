@@ -46,8 +46,10 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 def save_checkpoint(path: Path, payload: dict[str, Any]) -> None:
     """Write ``payload`` atomically: a reader or a resumed run never sees half a checkpoint."""
-    with atomic_path(path) as tmp:
-        torch.save(payload, tmp)
+    # through a file object: given a path, torch names the records inside the zip after the
+    # (random) temporary file name, so the same weights would never give the same bytes
+    with atomic_path(path) as tmp, open(tmp, "wb") as fh:
+        torch.save(payload, fh)
 
 
 def check_architecture(ckpt: dict[str, Any], path: str | Path, architecture: dict[str, Any], *, what: str) -> None:

@@ -20,10 +20,10 @@ class AdamWConfig(ComponentConfig):
 
     # optimiser name (only AdamW: the published protocols all use it)
     name: Literal["adamw"] = "adamw"
-    # peak learning rate (after warm-up)
-    lr: float = Field(default=5e-4, gt=0)
-    # decoupled weight decay
-    weight_decay: float = Field(default=1e-4, ge=0)
+    # peak learning rate (after warm-up); above 1 AdamW diverges on any network here
+    lr: float = Field(default=5e-4, gt=0, le=1)
+    # decoupled weight decay (per step, multiplied by lr); above 1 it erases the weights
+    weight_decay: float = Field(default=1e-4, ge=0, le=1)
     # Adam moment coefficients
     betas: tuple[float, float] = (0.9, 0.999)
 
@@ -78,8 +78,9 @@ class EarlyStoppingConfig(ComponentConfig):
 class TrainConfig(ComponentConfig):
     """The training protocol."""
 
-    # number of epochs (the last epoch index is epochs - 1)
-    epochs: int = Field(ge=1)
+    # number of epochs (the last epoch index is epochs - 1); the published runs use <= 160, and
+    # 10,000 epochs of even the smallest survey would take years
+    epochs: int = Field(ge=1, le=10_000)
     # samples per forward/backward pass (what fits in memory)
     micro_batch: int = Field(default=64, ge=1)
     # samples per optimiser step; gradients of effective_batch / micro_batch micro-batches are

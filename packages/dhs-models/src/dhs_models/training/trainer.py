@@ -13,11 +13,14 @@ from __future__ import annotations
 import contextlib
 import json
 import math
+import os
+import random
 import time
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import torch
 from torch import nn
 from torch.utils.data import DataLoader, Dataset, RandomSampler
@@ -144,13 +147,28 @@ class Trainer:
         self.log(f"initialised weights from {path} (epoch {ckpt.get('epoch', -1) + 1})")
 
     def try_resume(self) -> bool:
-        """Continue from ``last.pt`` when it belongs to this configuration."""
+        """Continue from ``last.pt`` when it belongs to this configuration.
+
+        A ``last.pt`` that cannot be read (truncated by a full disk, damaged) is moved aside as
+        ``last.pt.damaged-<time>`` with a warning and training starts from scratch: the user
+        never has to delete a file by hand, and the damaged one is kept for inspection.
+        """
         path = self.out_dir / LAST
         if not path.is_file():
             return False
-        ckpt = read_checkpoint(path, what="resume checkpoint")
+        try:
+            ckpt = read_checkpoint(path, what="resume checkpoint")
+        except UserError as exc:
+            if not self.is_main:
+                return False  # rank 0 moves it aside
+            aside = path.with_name(f"{LAST}.damaged-{time.strftime('%Y%m%dT%H%M%S')}")
+            os.replace(path, aside)
+            self.log(f"warning: {exc}; moved it to {aside.name} and training from scratch")
+            self.clear_outputs()
+            return False
         if _resume_signature(ckpt.get("spec") or {}) != _resume_signature(self.spec):
             self.log(f"{path} belongs to a different configuration; training from scratch")
+            self.clear_outputs()
             return False
         check_architecture(ckpt, path, self.architecture, what="resume checkpoint")
         unwrap(self.model).load_state_dict(ckpt["model"])
@@ -235,10 +253,29 @@ class Trainer:
         return total / max(seen, 1)
 
     # ---- the loop --------------------------------------------------------------------------
+    def clear_outputs(self) -> None:
+        """Remove what an earlier training in this directory wrote (checkpoints and metrics), so
+        a run from scratch leaves exactly what an unbroken run in an empty directory would."""
+        if not self.is_main:
+            return
+        for name in (LAST, BEST, METRICS):
+            (self.out_dir / name).unlink(missing_ok=True)
+        # epoch_NNN.pt of a longer earlier run would otherwise outlive it
+        for old in self.out_dir.glob(EPOCH.split("{")[0] + "*" + EPOCH.rsplit("}", 1)[1]):
+            old.unlink(missing_ok=True)
+
     def fit(self, *, resume: bool = True) -> dict[str, Any]:
-        """Train to ``config.epochs`` (or early stop); returns the last epoch's metrics."""
+        """Train to ``config.epochs`` (or early stop); returns the last epoch's metrics.
+
+        ``resume=False`` (``dhs run --force``) trains from scratch, whatever ``last.pt`` holds.
+        """
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        if not (resume and self.try_resume()) and self.config.init_weights:
+        resumed = resume and self.try_resume()
+        if not resumed:
+            # from scratch: nothing of an earlier attempt may remain — a run killed after an
+            # epoch's metrics line but before its last.pt would otherwise repeat that line
+            self.clear_outputs()
+        if not resumed and self.config.init_weights:
             self.init_from(self.config.init_weights)
         mode = MONITORABLE[self.config.monitor]
         es = self.config.early_stopping
@@ -247,7 +284,13 @@ class Trainer:
             if es is not None and self.bad_epochs >= es.patience:
                 break
             t0 = time.perf_counter()
-            torch.manual_seed(derive_seed(self.seed, "epoch", epoch))
+            # every generator a step may touch starts the epoch from run.seed: python's and
+            # numpy's global ones too (saved in the checkpoint's RNG state, so it is the same
+            # in every run of a spec)
+            epoch_seed = derive_seed(self.seed, "epoch", epoch)
+            torch.manual_seed(epoch_seed)
+            random.seed(epoch_seed)
+            np.random.seed(epoch_seed & 0xFFFFFFFF)
             lr = self.schedule.set_epoch(epoch)
             train_loss = self.train_epoch(epoch)
             pred = predict(self.model, self.val_data, batch_size=self.config.micro_batch, device=self.device,
@@ -271,9 +314,31 @@ class Trainer:
             if self.on_epoch_end is not None and self.is_main:
                 self.on_epoch_end(epoch + 1, {k: v for k, v in metrics.items() if isinstance(v, (int, float))})
             self.log(self._summary(metrics))
+        done = len(self._metrics_lines())
         if es is not None and self.bad_epochs >= es.patience:
-            self.log(f"early stopping: {es.metric} did not improve for {es.patience} epochs")
+            self.stop_reason = (f"early stopping: {es.metric} did not improve by more than {es.min_delta:g} "
+                                f"for {es.patience} epochs (after epoch {done} of {self.config.epochs})")
+            self.log(self.stop_reason)
+        else:
+            self.stop_reason = f"completed the configured {self.config.epochs} epochs"
         return metrics
+
+    def summary(self) -> dict[str, Any]:
+        """What the trainer knows about the run that no metrics row says: why it stopped, the
+        network's size and the numeric set-up. Written by the train stage as ``summary.json``."""
+        model = unwrap(self.model)
+        amp = self.amp_dtype
+        return {
+            "stop_reason": getattr(self, "stop_reason", "not recorded"),
+            "epochs_configured": self.config.epochs,
+            "epochs_done": len(self._metrics_lines()),
+            "n_parameters": int(sum(p.numel() for p in model.parameters())),
+            "n_trainable_parameters": int(sum(p.numel() for p in model.parameters() if p.requires_grad)),
+            "device": str(self.device),
+            "amp": str(amp).replace("torch.", "") if amp is not None else "off (float32)",
+            "monitor": self.config.monitor,
+            "best_metric": self.best_metric,
+        }
 
     @staticmethod
     def _summary(m: Mapping[str, Any]) -> str:
@@ -293,7 +358,10 @@ class Trainer:
             "early_stopping": {"best": self.stop_best, "bad_epochs": self.bad_epochs},
             "rng": rng_state(),
             "spec": self.spec,
-            "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str))},
+            # wall-clock seconds stay in metrics.jsonl: a checkpoint holds only what the run's
+            # inputs determine, so rerunning a spec rewrites it byte for byte (and the
+            # selection-function cells keyed by its SHA-256 are reused)
+            "metrics": {k: v for k, v in metrics.items() if isinstance(v, (int, float, str)) and k != "seconds"},
         }
         # best.pt before last.pt: if killed in between, the resumed run redoes this epoch and
         # rewrites both, never leaving a last.pt that is newer than a best it should have replaced
