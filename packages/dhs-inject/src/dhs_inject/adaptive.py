@@ -37,27 +37,27 @@ from dataclasses import dataclass
 
 import torch
 
-from dhs_inject.render import _cell_pipeline, _run_pipeline, sersic_coefficients, subpixel_grid
+from dhs_inject.render import (GUARD_RADIUS, GUARD_SPACING, _cell_pipeline, _run_pipeline, sersic_coefficients,
+                               subpixel_grid)
 
 __all__ = ["AdaptiveImage", "CELL_TOLERANCE", "GUARD_RADIUS", "GUARD_SPACING", "adaptive_sersic_unit_image",
            "check_max_supersample"]
 
 #: a cell is refined when (cell area x checkerboard difference) exceeds this x tolerance x total flux
 CELL_TOLERANCE = 0.01
-#: aliasing guard: a cell whose sample pattern spans more than this (R_e) in the source plane ...
-GUARD_SPACING = 0.5
-#: ... and whose samples pass within this (R_e) plus that span of the source centre is refined
-GUARD_RADIUS = 3.0
 
 
 @dataclass
 class AdaptiveImage:
     """``unit`` (N, H, W) flux per pixel of a unit-flux source; ``moments`` (N, 5, H, W) or None:
     sums over the pixel of flux x (u, v, u^2, u v, v^2), (u, v) offsets from the pixel centre in
-    pixels; ``refined`` (N, H, W) bool, pixels refined at least once; ``n_rays`` rays shot."""
+    pixels; ``planes`` (N, 1 or 6, H, W) the buffer both are views of (flux first, the layout
+    :func:`dhs_inject.psf.convolve_subpixel` takes); ``refined`` (N, H, W) bool, pixels refined at
+    least once; ``n_rays`` rays shot."""
 
     unit: torch.Tensor
     moments: torch.Tensor | None
+    planes: torch.Tensor
     refined: torch.Tensor
     n_rays: int
 
@@ -74,11 +74,9 @@ def check_max_supersample(max_supersample: int) -> int:
 
 
 def _refine_mask(stats: torch.Tensor, area: float, flux_tol: torch.Tensor) -> torch.Tensor:
-    """Cells to refine: estimated flux error above the per-injection budget, or the aliasing guard."""
-    diff, r2_min, extent2 = stats[1], stats[2], stats[3]
-    extent = torch.sqrt(extent2)
-    guard = (extent > GUARD_SPACING) & (torch.sqrt(r2_min) < GUARD_RADIUS + extent)
-    return (area * diff > flux_tol) | guard
+    """Cells to refine: estimated flux error (area x checkerboard difference) above the
+    per-injection budget, or the aliasing guard (an infinite indicator, see _cell_pipeline)."""
+    return area * stats[1] > flux_tol
 
 
 def _pixel_moments(mean, sx, sy, sxx, sxy, syy, u, v, h):
@@ -115,9 +113,12 @@ def adaptive_sersic_unit_image(lens: dict[str, torch.Tensor], src: dict[str, tor
     args = (x[None].contiguous(), y[None].contiguous(), [v.reshape(-1, 1, 1) for v in rows[0]],
             [v.reshape(-1, 1, 1) for v in rows[1]], clumps_b, step, moments)
     stats = _run_pipeline(args, compile, _cell_pipeline)[:, :n]
-    unit = stats[0].clone()
+    # one (N, P, H, W) buffer: the flux, then with ``moments`` its five moments (P = 6), laid
+    # out as the sub-pixel PSF convolution reads them (no copy into a stacked array later)
+    planes = (stats[[0, 2, 3, 4, 5, 6]] if moments else stats[:1]).transpose(0, 1).contiguous()
+    n_planes = planes.shape[1]
+    unit = planes[:, 0]
     n_rays = 9 * unit.numel()
-    mom = stats[4:].transpose(0, 1).contiguous() if moments else None
     refined = torch.zeros_like(unit, dtype=torch.bool)
     flux_tol = (CELL_TOLERANCE * tolerance * unit.sum(dim=(-2, -1)).abs()).reshape(-1, 1, 1)
     need = _refine_mask(stats, 1.0, flux_tol)
@@ -130,40 +131,51 @@ def adaptive_sersic_unit_image(lens: dict[str, torch.Tensor], src: dict[str, tor
     cu = torch.zeros_like(cx)
     cv = torch.zeros_like(cx)
     parent = stats[:, b_idx, row, col]
+    # the kernel constants of every injection as one (N, C) table: a refined cell gathers its
+    # injection's row once, and its 3 x 3 children broadcast it (a (1, M) row against (9, M))
+    table = torch.stack([*lens_c, *src_c], dim=1)
+    n_lens = len(lens_c)
     child_off = torch.tensor([-1.0, 0.0, 1.0], dtype=dtype, device=device)
-    flat_unit = unit.view(-1)
-    flat_mom = mom.view(-1) if moments else None
+    oj, oi = torch.meshgrid(child_off, child_off, indexing="ij")
+    oi, oj = oi.reshape(9, 1), oj.reshape(9, 1)
+    flat = planes.view(-1)
+    mom_plane = torch.arange(1, 6, device=device).reshape(5, 1) * hw
     for level in range(1, levels + 1):
         if b_idx.numel() == 0:
             break
         refined.view(-1)[b_idx * hw + pix] = True
         h = 3.0**-level  # child side in pixels
         area = h * h
-        # 3 x 3 children of each cell (side 3h) at offsets -h, 0, +h
-        oj, oi = torch.meshgrid(child_off, child_off, indexing="ij")
-        oi, oj = oi.reshape(1, 9) * h, oj.reshape(1, 9) * h
-        ku, kv = (cu[:, None] + oi).reshape(-1), (cv[:, None] + oj).reshape(-1)
-        kx, ky = (cx[:, None] + oi * pixel_scale).reshape(-1), (cy[:, None] + oj * pixel_scale).reshape(-1)
-        kb = b_idx.repeat_interleave(9)
-        kpix = pix.repeat_interleave(9)
-        kclumps = clumps[kb] if clumps is not None else None
+        # (9, M): the 3 x 3 children (side h) of each of the M cells (side 3h), at offsets -h, 0, +h;
+        # the cells run along the last axis, which the compiled kernel vectorises
+        ku, kv = cu + oi * h, cv + oj * h
+        kx, ky = cx + oi * (h * pixel_scale), cy + oj * (h * pixel_scale)
+        coef = table[b_idx].T.contiguous()
+        columns = [c[None] for c in coef]
+        kclumps = clumps[b_idx] if clumps is not None else None
         step = torch.tensor(h * pixel_scale / 3, dtype=dtype, device=device)
-        kstats = _run_pipeline((kx, ky, [v[kb] for v in lens_c], [v[kb] for v in src_c], kclumps, step, moments),
-                               compile, _cell_pipeline)
+        m = kx.shape[1]
+        if compile and m == 1:  # one cell would specialise (recompile) the dynamic-shape kernel
+            kx_, ky_, columns = kx.repeat(1, 2), ky.repeat(1, 2), [c.repeat(1, 2) for c in columns]
+            kclumps = kclumps.repeat(2, 1, 1) if kclumps is not None else None
+        else:
+            kx_, ky_ = kx, ky
+        kstats = _run_pipeline((kx_, ky_, columns[:n_lens], columns[n_lens:], kclumps, step, moments),
+                               compile, _cell_pipeline)[..., :m]
         n_rays += 9 * kx.numel()
         # replace each parent's contribution (side 3h) by its children's
-        flat_index = b_idx * hw + pix
-        child_sum = kstats[0].view(-1, 9).sum(1) * area
-        flat_unit.index_add_(0, flat_index, child_sum - 9 * area * parent[0])
+        flat_index = b_idx * (n_planes * hw) + pix
+        flat.index_add_(0, flat_index, kstats[0].sum(0) * area - 9 * area * parent[0])
         if moments:
-            old = _pixel_moments(*parent[[0, 4, 5, 6, 7, 8]], cu, cv, 3 * h) * (9 * area)
-            new = _pixel_moments(*kstats[[0, 4, 5, 6, 7, 8]], ku, kv, h).view(5, -1, 9).sum(2) * area
-            for k in range(5):
-                flat_mom.index_add_(0, b_idx * (5 * hw) + k * hw + pix, new[k] - old[k])
+            old = _pixel_moments(*parent[[0, 2, 3, 4, 5, 6]], cu, cv, 3 * h) * (9 * area)
+            new = _pixel_moments(*kstats[[0, 2, 3, 4, 5, 6]], ku, kv, h).sum(1) * area
+            flat.index_add_(0, (flat_index + mom_plane).reshape(-1), (new - old).reshape(-1))
         if level == levels:
             break
-        need = _refine_mask(kstats, area, flux_tol.reshape(-1)[kb])
-        sel = torch.nonzero(need, as_tuple=True)[0]
-        b_idx, pix, cx, cy, cu, cv = kb[sel], kpix[sel], kx[sel], ky[sel], ku[sel], kv[sel]
-        parent = kstats[:, sel]
-    return AdaptiveImage(unit=unit, moments=mom, refined=refined, n_rays=n_rays)
+        need = _refine_mask(kstats, area, flux_tol.reshape(-1)[b_idx])
+        c_idx, m_idx = torch.nonzero(need, as_tuple=True)
+        b_idx, pix = b_idx[m_idx], pix[m_idx]
+        cx, cy, cu, cv = kx[c_idx, m_idx], ky[c_idx, m_idx], ku[c_idx, m_idx], kv[c_idx, m_idx]
+        parent = kstats[:, c_idx, m_idx]
+    return AdaptiveImage(unit=unit, moments=planes[:, 1:] if moments else None, planes=planes,
+                         refined=refined, n_rays=n_rays)

@@ -143,8 +143,8 @@ def simulate_arcs(params: dict[str, np.ndarray], *, n_pix: int, pixel_scale: flo
             return sb / scale**2
 
         unit = lensed_unit_image(lens, stamp_source, **grid, moments=subpixel)
-        if subpixel:
-            unit, moments = unit
+        if subpixel:  # the (N, 6, H, W) layout of psf.convolve_subpixel: flux, then its moments
+            unit, moments = unit[0], torch.cat([unit[0][:, None], unit[1]], dim=1)
     else:
         clump_t = None
         smooth = torch.ones_like(p["theta_e"])
@@ -161,12 +161,12 @@ def simulate_arcs(params: dict[str, np.ndarray], *, n_pix: int, pixel_scale: flo
         if adaptive:
             image = adaptive_sersic_unit_image(lens, src, clump_t, max_supersample=max_supersample,
                                                tolerance=tolerance, **grid)
-            unit, moments = image.unit, image.moments
+            unit, moments = image.unit, image.planes if subpixel else None
             refined = image.refined.flatten(1).to(dtype).mean(1)
         else:
             unit = sersic_unit_image(lens, src, clump_t, supersample=supersample, **grid)
             if subpixel:
-                unit, moments = unit[0], unit[1:].transpose(0, 1)
+                unit, moments = unit[0], unit.transpose(0, 1)
     flux = band_fluxes(p["src_r_mag"], p["src_g_r"], p["src_r_z"])
     magnification = unit.sum(dim=(-2, -1))
     # one morphology per source: the unit image is transformed once and each band's flux is folded
@@ -175,7 +175,7 @@ def simulate_arcs(params: dict[str, np.ndarray], *, n_pix: int, pixel_scale: flo
     # only needed for interpolated stamps
     band_kernels = kernels.to(dtype) * flux[..., None, None]
     if subpixel:
-        arcs = psf.convolve_subpixel(unit[:, None], moments, band_kernels)
+        arcs = psf.convolve_subpixel(None, moments, band_kernels)  # moments: flux and moments, (N, 6, H, W)
     else:
         arcs = psf.convolve(unit[:, None], band_kernels, floor_faint=stamps is not None)
     if refined is None:

@@ -116,6 +116,9 @@ class _LensedSersic:
 
     def __init__(self, x, y, lens_c: list[torch.Tensor], src_c: list[torch.Tensor], clumps: torch.Tensor | None):
         self.x, self.y, self.lens_c, self.src_c, self.clumps = x, y, lens_c, src_c, clumps
+        # two layouts: images, (1 or N, H, W) positions against (N, 1, 1) constants; refined cells,
+        # (9, M) positions against (1, M) constants (the M cells along the vectorised last axis)
+        self.batch_axis = 1 if x.ndim == 2 else 0
         cos_p, sin_p, q2, f, b_over_f, cx, cy, g1, g2 = lens_c
         dx, dy = x - cx, y - cy
         self.xr0, self.yr0 = cos_p * dx + sin_p * dy, cos_p * dy - sin_p * dx
@@ -163,7 +166,7 @@ class _LensedSersic:
             ax = b_over_f * (cos_p * at - sin_p * ath)
             ay = b_over_f * (sin_p * at + cos_p * ath)
             bx, by = self.unlensed(self.x + ox, self.y + oy)
-            clump = clump_surface_brightness(bx - ax, by - ay, self.clumps)
+            clump = clump_surface_brightness(bx - ax, by - ay, self.clumps, batch_axis=self.batch_axis)
             sb = sb + torch.where(psi2 > 1e-30, clump, 0.0)
         return sb, xs, ys, r2
 
@@ -202,23 +205,35 @@ def _sersic_pipeline(x, y, lens_c: list[torch.Tensor], src_c: list[torch.Tensor]
     return total / norm
 
 
+#: aliasing guard of the adaptive refinement (:func:`_cell_pipeline`): a cell whose sample pattern
+#: spans more than GUARD_SPACING (R_e) in the source frame and whose samples pass within
+#: GUARD_RADIUS (R_e) plus that span of the source centre is refined
+GUARD_SPACING = 0.5
+GUARD_RADIUS = 3.0
+
+
 def _cell_pipeline(x, y, lens_c: list[torch.Tensor], src_c: list[torch.Tensor], clumps: torch.Tensor | None,
                    step: torch.Tensor, moments: bool) -> torch.Tensor:
     """Statistics of 3 x 3 samples per cell of side ``3 step`` centred on (x, y), for adaptive refinement.
 
-    Returns a stack over the first axis of: the mean (surface brightness x pixel area), the
-    checkerboard difference |mean of the 5 "even" samples - mean of the 4 "odd" ones| (two
-    interleaved estimates of the same cell integral: their difference measures how far the
-    profile is from resolved), the smallest source-frame radius^2 of the samples and the
-    source-frame extent^2 of the sample pattern (both in units of R_e^2: the aliasing guard of
-    :mod:`dhs_inject.adaptive`), and with ``moments`` the first and second moments
-    (mean of sb x u, v, u^2, u v, v^2) of the offsets (u, v) in units of the cell side.
+    Returns a stack over the first axis of: the mean (surface brightness x pixel area); the
+    refinement indicator, which is the checkerboard difference |mean of the 5 "even" samples -
+    mean of the 4 "odd" ones| (two interleaved estimates of the same cell integral: their
+    difference measures how far the profile is from resolved), or +inf where the aliasing guard
+    fires (the sample pattern spans more than ``GUARD_SPACING`` R_e in the source frame and passes
+    within ``GUARD_RADIUS`` R_e plus that span of the source centre: the core may lie between the
+    samples, with both estimates equally blind to it); and with ``moments`` the first and second
+    moments (mean of sb x u, v, u^2, u v, v^2) of the offsets (u, v) in units of the cell side.
+
+    The guard is decided here rather than returned as two more planes: with every statistic an
+    output of its own, inductor splits the kernel into two loops that both shoot the rays.
     """
     field = _LensedSersic(x, y, lens_c, src_c, clumps)
     even = odd = None
     mx = my = mxx = mxy = myy = None
     r2_min = None
-    corners = {}
+    corner = {}
+    extent2 = None
     for j in range(3):
         for i in range(3):
             u, v = (i - 1) / 3, (j - 1) / 3
@@ -228,8 +243,13 @@ def _cell_pipeline(x, y, lens_c: list[torch.Tensor], src_c: list[torch.Tensor], 
             else:
                 odd = sb if odd is None else odd + sb
             r2_min = r2 if r2_min is None else torch.minimum(r2_min, r2)
-            if (i, j) in ((0, 0), (2, 2), (2, 0), (0, 2)):
-                corners[i, j] = (xs, ys)
+            # source-frame extent^2 of the pattern: the longer diagonal, (0,0)-(2,2) or (2,0)-(0,2)
+            if (i, j) in ((0, 0), (2, 0)):
+                corner[i, j] = (xs, ys)
+            elif (i, j) in ((0, 2), (2, 2)):
+                ox, oy = corner[2 - i, 0]
+                d2 = (xs - ox) ** 2 + (ys - oy) ** 2
+                extent2 = d2 if extent2 is None else torch.maximum(extent2, d2)
             if moments and (i != 1 or j != 1):
                 terms = (sb * u, sb * v, sb * (u * u), sb * (u * v), sb * (v * v))
                 if mx is None:
@@ -240,12 +260,9 @@ def _cell_pipeline(x, y, lens_c: list[torch.Tensor], src_c: list[torch.Tensor], 
     n_valid = 8 + valid
     mean = (even + odd) / n_valid
     diff = (even / (4 + valid) - odd / 4).abs()
-
-    def dist2(a, b):
-        return (a[0] - b[0]) ** 2 + (a[1] - b[1]) ** 2
-
-    extent2 = torch.maximum(dist2(corners[0, 0], corners[2, 2]), dist2(corners[2, 0], corners[0, 2]))
-    out = [mean, diff, r2_min, extent2]
+    extent = torch.sqrt(extent2)
+    guard = (extent > GUARD_SPACING) & (r2_min < (GUARD_RADIUS + extent) ** 2)
+    out = [mean, torch.where(guard, math.inf, diff)]
     if moments:
         out += [m / n_valid for m in (mx, my, mxx, mxy, myy)]
     return torch.stack(out)
