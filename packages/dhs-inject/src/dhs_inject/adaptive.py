@@ -51,7 +51,7 @@ CELL_TOLERANCE = 0.01
 class AdaptiveImage:
     """``unit`` (N, H, W) flux per pixel of a unit-flux source; ``moments`` (N, 5, H, W) or None:
     sums over the pixel of flux x (u, v, u^2, u v, v^2), (u, v) offsets from the pixel centre in
-    pixels; ``planes`` (N, 1 or 6, H, W) the buffer both are views of (flux first, the layout
+    pixels; ``planes`` (N, 1 or 6, H, W), whose views both are (flux first, the layout
     :func:`dhs_inject.psf.convolve_subpixel` takes); ``refined`` (N, H, W) bool, pixels refined at
     least once; ``n_rays`` rays shot."""
 
@@ -73,10 +73,10 @@ def check_max_supersample(max_supersample: int) -> int:
     return levels
 
 
-def _refine_mask(stats: torch.Tensor, area: float, flux_tol: torch.Tensor) -> torch.Tensor:
+def _refine_mask(indicator: torch.Tensor, area: float, flux_tol: torch.Tensor) -> torch.Tensor:
     """Cells to refine: estimated flux error (area x checkerboard difference) above the
     per-injection budget, or the aliasing guard (an infinite indicator, see _cell_pipeline)."""
-    return area * stats[1] > flux_tol
+    return area * indicator > flux_tol
 
 
 def _pixel_moments(mean, sx, sy, sxx, sxy, syy, u, v, h):
@@ -112,16 +112,17 @@ def adaptive_sersic_unit_image(lens: dict[str, torch.Tensor], src: dict[str, tor
     step = torch.tensor(pixel_scale / 3, dtype=dtype, device=device)
     args = (x[None].contiguous(), y[None].contiguous(), [v.reshape(-1, 1, 1) for v in rows[0]],
             [v.reshape(-1, 1, 1) for v in rows[1]], clumps_b, step, moments)
-    stats = _run_pipeline(args, compile, _cell_pipeline)[:, :n]
+    # (N, P + 1, H, W): the flux, its moments (P = 6 planes with moments, else 1), the indicator
+    stats = _run_pipeline(args, compile, _cell_pipeline)[:n]
     # one (N, P, H, W) buffer: the flux, then with ``moments`` its five moments (P = 6), laid
     # out as the sub-pixel PSF convolution reads them (no copy into a stacked array later)
-    planes = (stats[[0, 2, 3, 4, 5, 6]] if moments else stats[:1]).transpose(0, 1).contiguous()
-    n_planes = planes.shape[1]
+    planes = stats[:, :-1]
+    n_planes = stats.shape[1]  # the flat layout below indexes the whole (N, P + 1, H, W) buffer
     unit = planes[:, 0]
     n_rays = 9 * unit.numel()
     refined = torch.zeros_like(unit, dtype=torch.bool)
     flux_tol = (CELL_TOLERANCE * tolerance * unit.sum(dim=(-2, -1)).abs()).reshape(-1, 1, 1)
-    need = _refine_mask(stats, 1.0, flux_tol)
+    need = _refine_mask(stats[:, -1], 1.0, flux_tol)
     hw = n_pix * n_pix
     # the refined cells, flattened: injection, pixel index, centre (arcsec), offset from the
     # pixel centre (pixels), and the statistics they were last evaluated with
@@ -130,7 +131,7 @@ def adaptive_sersic_unit_image(lens: dict[str, torch.Tensor], src: dict[str, tor
     cx, cy = x[row, col], y[row, col]
     cu = torch.zeros_like(cx)
     cv = torch.zeros_like(cx)
-    parent = stats[:, b_idx, row, col]
+    parent = stats[b_idx, :, row, col].T  # (P + 1, M), as the refined cells' statistics below
     # the kernel constants of every injection as one (N, C) table: a refined cell gathers its
     # injection's row once, and its 3 x 3 children broadcast it (a (1, M) row against (9, M))
     table = torch.stack([*lens_c, *src_c], dim=1)
@@ -138,7 +139,7 @@ def adaptive_sersic_unit_image(lens: dict[str, torch.Tensor], src: dict[str, tor
     child_off = torch.tensor([-1.0, 0.0, 1.0], dtype=dtype, device=device)
     oj, oi = torch.meshgrid(child_off, child_off, indexing="ij")
     oi, oj = oi.reshape(9, 1), oj.reshape(9, 1)
-    flat = planes.view(-1)
+    flat = stats.view(-1)
     mom_plane = torch.arange(1, 6, device=device).reshape(5, 1) * hw
     for level in range(1, levels + 1):
         if b_idx.numel() == 0:
@@ -167,12 +168,12 @@ def adaptive_sersic_unit_image(lens: dict[str, torch.Tensor], src: dict[str, tor
         flat_index = b_idx * (n_planes * hw) + pix
         flat.index_add_(0, flat_index, kstats[0].sum(0) * area - 9 * area * parent[0])
         if moments:
-            old = _pixel_moments(*parent[[0, 2, 3, 4, 5, 6]], cu, cv, 3 * h) * (9 * area)
-            new = _pixel_moments(*kstats[[0, 2, 3, 4, 5, 6]], ku, kv, h).sum(1) * area
+            old = _pixel_moments(*parent[:6], cu, cv, 3 * h) * (9 * area)
+            new = _pixel_moments(*kstats[:6], ku, kv, h).sum(1) * area
             flat.index_add_(0, (flat_index + mom_plane).reshape(-1), (new - old).reshape(-1))
         if level == levels:
             break
-        need = _refine_mask(kstats, area, flux_tol.reshape(-1)[b_idx])
+        need = _refine_mask(kstats[-1], area, flux_tol.reshape(-1)[b_idx])
         c_idx, m_idx = torch.nonzero(need, as_tuple=True)
         b_idx, pix = b_idx[m_idx], pix[m_idx]
         cx, cy, cu, cv = kx[c_idx, m_idx], ky[c_idx, m_idx], ku[c_idx, m_idx], kv[c_idx, m_idx]

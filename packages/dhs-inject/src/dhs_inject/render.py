@@ -216,14 +216,15 @@ def _cell_pipeline(x, y, lens_c: list[torch.Tensor], src_c: list[torch.Tensor], 
                    step: torch.Tensor, moments: bool) -> torch.Tensor:
     """Statistics of 3 x 3 samples per cell of side ``3 step`` centred on (x, y), for adaptive refinement.
 
-    Returns a stack over the first axis of: the mean (surface brightness x pixel area); the
+    Returns a stack (over axis 1 for (N, H, W) images, axis 0 for (9, M) refined cells) of: the
+    mean (surface brightness x pixel area); with ``moments`` the first and second moments (mean
+    of sb x u, v, u^2, u v, v^2) of the offsets (u, v) in units of the cell side; and last the
     refinement indicator, which is the checkerboard difference |mean of the 5 "even" samples -
     mean of the 4 "odd" ones| (two interleaved estimates of the same cell integral: their
     difference measures how far the profile is from resolved), or +inf where the aliasing guard
     fires (the sample pattern spans more than ``GUARD_SPACING`` R_e in the source frame and passes
     within ``GUARD_RADIUS`` R_e plus that span of the source centre: the core may lie between the
-    samples, with both estimates equally blind to it); and with ``moments`` the first and second
-    moments (mean of sb x u, v, u^2, u v, v^2) of the offsets (u, v) in units of the cell side.
+    samples, with both estimates equally blind to it).
 
     The guard is decided here rather than returned as two more planes: with every statistic an
     output of its own, inductor splits the kernel into two loops that both shoot the rays.
@@ -262,10 +263,13 @@ def _cell_pipeline(x, y, lens_c: list[torch.Tensor], src_c: list[torch.Tensor], 
     diff = (even / (4 + valid) - odd / 4).abs()
     extent = torch.sqrt(extent2)
     guard = (extent > GUARD_SPACING) & (r2_min < (GUARD_RADIUS + extent) ** 2)
-    out = [mean, torch.where(guard, math.inf, diff)]
+    out = [mean]
     if moments:
         out += [m / n_valid for m in (mx, my, mxx, mxy, myy)]
-    return torch.stack(out)
+    out.append(torch.where(guard, math.inf, diff))
+    # images (N, H, W): stacked as (N, S, H, W), so the flux and moment planes are already the
+    # (N, 6, H, W) layout of the sub-pixel PSF convolution; refined cells (9, M): (S, 9, M)
+    return torch.stack(out, dim=1 if field.batch_axis == 0 else 0)
 
 
 @functools.cache
