@@ -234,6 +234,10 @@ def main() -> None:
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
+    # as the selection_function stage does: batch arrays reuse heap pages (docs/inject.md)
+    from dhs_core.allocator import retain_freed_memory
+
+    print(f"malloc tuning (dhs_core.allocator.retain_freed_memory): {'on' if retain_freed_memory() else 'off'}")
     rounds, per_round, n_acc, levels = (3, 2, 6, (3, 9, 27)) if args.quick else (8, 4, 16, (3, 9, 27))
     levels = tuple(int(v) for v in args.levels.split(",")) if args.levels else levels
     n_acc = args.accuracy_draws or n_acc
