@@ -143,9 +143,22 @@ def lint(session: nox.Session) -> None:
 
 
 @nox.session(python="3.11")
+def convergence(session: nox.Session) -> None:
+    """The full injection convergence suite (docs/inject.md): 200 default-prior draws and 12 per
+    adversarial corner against the float64 brute-force reference, and the compiled adaptive
+    injector check; ~30 min on 2 cores, so not a default session (every ``pytest`` runs a short form)."""
+    _install(session, _local_closure("dhs-inject"), {"dhs-inject"})
+    session.run("python", "-m", "pytest", "-q", "-s", "-p", "no:cacheprovider",
+                "packages/dhs-inject/tests/test_convergence.py", "packages/dhs-inject/tests/test_injectors.py",
+                *session.posargs, env={"DHS_LOAD_PLUGINS": "builtin", "MPLBACKEND": "Agg", "DHS_CONVERGENCE_FULL": "1"})
+
+
+@nox.session(python="3.11")
 def bench(session: nox.Session) -> None:
     """Run every benchmark in benchmarks/ (``nox -s bench -- --quick`` for the short versions)."""
     _install(session, PACKAGES, set(PACKAGES))
+    # the injection benchmark's optional baselines (bench_inject.py skips caustics when absent)
+    session.install(*CONSTRAINTS, f"{ROOT / 'packages' / 'dhs-inject'}[bench]")
     scripts = sorted((ROOT / "benchmarks").glob("bench_*.py"))
     if not scripts:
         session.log("benchmarks/ holds no bench_*.py yet")

@@ -194,7 +194,8 @@ def test_failed_injections_are_counted_and_never_scored(finished, tmp_path, monk
     with registered(PickyPlugin(), "picky-test", "dhs-inject-tests", "1.0"):
         # plots off: the report's gallery draws its own few examples with the injector, which
         # are not grid attempts and would be counted by the injector's attempt log
-        result = dhs_core.run(spec(run_dir, injector={"name": "picky", "max_retries": 2}, plots=False))
+        result = dhs_core.run(spec(run_dir, injector={"name": "picky", "max_retries": 2, "fast_kernel": False},
+                                   plots=False))
     assert result.stages["selection_function"] == "ran"
     sf = run_dir / "selection_function"
     cells = pq.read_table(sf / "cells.parquet").to_pydict()

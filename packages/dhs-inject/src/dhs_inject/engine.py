@@ -14,6 +14,7 @@ import numpy as np
 import torch
 
 from dhs_inject import noise, psf
+from dhs_inject.adaptive import adaptive_sersic_unit_image, check_max_supersample
 from dhs_inject.errors import require
 from dhs_inject.lensing import phi_q_to_e1e2
 from dhs_inject.render import lensed_unit_image, sersic_unit_image
@@ -24,13 +25,16 @@ __all__ = ["ArcImages", "InjectionBatch", "inject_arcs", "make_kernels", "simula
 
 @dataclass
 class ArcImages:
-    """Noise-free arcs: ``arcs`` (N, 3, H, W) nanomaggies, ``magnification`` (N,), ``source_flux``
-    (N, 3) unlensed flux, ``kernels`` (N, 3, K, K) PSFs used."""
+    """Noise-free arcs: ``arcs`` (N, 3, H, W) nanomaggies, ``magnification`` (N,) total lensed flux
+    in the stamp over the unlensed flux, from the render (before the PSF), ``source_flux`` (N, 3)
+    unlensed flux, ``kernels`` (N, 3, K, K) PSFs used, ``refined_fraction`` (N,) fraction of
+    pixels the adaptive supersampling refined (0 on the fixed-grid path)."""
 
     arcs: torch.Tensor
     magnification: torch.Tensor
     source_flux: torch.Tensor
     kernels: torch.Tensor
+    refined_fraction: torch.Tensor | None = None
 
 
 @dataclass
@@ -48,6 +52,11 @@ class InjectionBatch:
     n_failed: int = 0  # failed attempts (each retried on a new host)
     n_dropped: int = 0  # requested injections that failed on every retry
     failures: dict[str, int] = field(default_factory=dict)  # reason -> failed attempts
+    # (n_ok, 3) noise-free rendered arc flux per band in the stamp (after the PSF, before any arc
+    # Poisson noise) and (n_ok, 3) unlensed source flux: arc_flux / source_flux is the magnification
+    # the image really carries (light the PSF spreads beyond the stamp is not in it)
+    arc_flux: np.ndarray | None = None
+    source_flux: np.ndarray | None = None
 
 
 def _t(value: Any, dtype: torch.dtype) -> torch.Tensor:
@@ -80,23 +89,49 @@ def validate_parameters(params: dict[str, np.ndarray]) -> None:
         check_sersic(params["src_r_e"], params["src_n"])
 
 
+#: the engine's and every injector's default: adaptive supersampling up to MAX_SUPERSAMPLE
+ADAPTIVE = "adaptive"
+MAX_SUPERSAMPLE = 81
+#: target accuracy of the adaptive render (total flux; each PSF-convolved pixel, relative to the peak)
+TOLERANCE = 0.01
+#: sub-pixel grid of pixel-stamp sources (model3) when ``supersample = "adaptive"``: the
+#: adaptive refinement covers the Sersic (+ clump) kernel only
+STAMP_SUPERSAMPLE = 9
+
+
 def simulate_arcs(params: dict[str, np.ndarray], *, n_pix: int, pixel_scale: float = 0.262,
-                  supersample: int = 3, kernels: torch.Tensor, clumps: np.ndarray | None = None,
+                  supersample: int | str = ADAPTIVE, kernels: torch.Tensor, clumps: np.ndarray | None = None,
                   stamps: np.ndarray | None = None, dtype: torch.dtype = torch.float32,
-                  compile: bool = False) -> ArcImages:
+                  compile: bool = False, psf_convolution: str = "subpixel",
+                  max_supersample: int = MAX_SUPERSAMPLE, tolerance: float = TOLERANCE) -> ArcImages:
     """Render lensed, PSF-convolved arcs for N parameter sets (SIE + shear, Sersic/clumps or stamps).
 
     ``params`` needs theta_e, lens_e1, lens_e2, lens_x, lens_y, gamma1, gamma2, src_x, src_y,
     src_r_mag, src_g_r, src_r_z and, for Sersic sources, src_r_e, src_n, src_e1, src_e2; for
     stamp sources ``stamps`` (N, h, w) and ``src_stamp_scale`` (arcsec per stamp pixel).
     ``clumps`` (N, K, 4) = (flux fraction, dx, dy, sigma) relative to the source centre.
+
+    ``supersample``: ``"adaptive"`` (default; :mod:`dhs_inject.adaptive`, refined up to
+    ``max_supersample`` to ``tolerance``) or a fixed number of sub-pixels per pixel side.
+    ``psf_convolution``: ``"subpixel"`` (default: the PSF acts on the light at its sub-pixel
+    position and is integrated over the output pixel, :func:`dhs_inject.psf.convolve_subpixel`)
+    or ``"pixel"`` (the sub-pixel mean is convolved on the pixel grid, lenstronomy's default).
     """
     validate_parameters(params)
+    require(psf_convolution in ("pixel", "subpixel"),
+            f"psf_convolution must be 'pixel' or 'subpixel'; got {psf_convolution!r}")
+    adaptive = supersample == ADAPTIVE
+    require(adaptive or (isinstance(supersample, int) and supersample >= 1),
+            f"supersample must be 'adaptive' or an integer >= 1; got {supersample!r}")
+    if adaptive:
+        check_max_supersample(max_supersample)
+    subpixel = psf_convolution == "subpixel"
+    moments = refined = None
     p = {k: _t(v, dtype) for k, v in params.items() if np.asarray(v).dtype.kind in "fiu"}
     lens = dict(theta_e=p["theta_e"], e1=p["lens_e1"], e2=p["lens_e2"], center_x=p["lens_x"],
                 center_y=p["lens_y"], gamma1=p["gamma1"], gamma2=p["gamma2"])
-    grid = dict(n_pix=n_pix, pixel_scale=pixel_scale, supersample=supersample)
     if stamps is not None:
+        grid = dict(n_pix=n_pix, pixel_scale=pixel_scale, supersample=STAMP_SUPERSAMPLE if adaptive else supersample)
         scale = p["src_stamp_scale"].reshape(-1, 1, 1)
         stamp_t = _t(stamps, dtype)
 
@@ -107,7 +142,9 @@ def simulate_arcs(params: dict[str, np.ndarray], *, n_pix: int, pixel_scale: flo
                                           center_y=p["src_y"] / p["src_stamp_scale"])
             return sb / scale**2
 
-        unit = lensed_unit_image(lens, stamp_source, **grid)
+        unit = lensed_unit_image(lens, stamp_source, **grid, moments=subpixel)
+        if subpixel:  # the (N, 6, H, W) layout of psf.convolve_subpixel: flux, then its moments
+            unit, moments = unit[0], torch.cat([unit[0][:, None], unit[1]], dim=1)
     else:
         clump_t = None
         smooth = torch.ones_like(p["theta_e"])
@@ -120,15 +157,31 @@ def simulate_arcs(params: dict[str, np.ndarray], *, n_pix: int, pixel_scale: flo
                    center_x=p["src_x"], center_y=p["src_y"])
         if "src_b_n" in p:  # optional override, e.g. lenstronomy's 1.9992 n - 0.3271
             src["b_n"] = p["src_b_n"]
-        unit = sersic_unit_image(lens, src, clump_t, compile=compile, **grid)
+        grid = dict(n_pix=n_pix, pixel_scale=pixel_scale, compile=compile, moments=subpixel)
+        if adaptive:
+            image = adaptive_sersic_unit_image(lens, src, clump_t, max_supersample=max_supersample,
+                                               tolerance=tolerance, **grid)
+            unit, moments = image.unit, image.planes if subpixel else None
+            refined = image.refined.flatten(1).to(dtype).mean(1)
+        else:
+            unit = sersic_unit_image(lens, src, clump_t, supersample=supersample, **grid)
+            if subpixel:
+                unit, moments = unit[0], unit.transpose(0, 1)
     flux = band_fluxes(p["src_r_mag"], p["src_g_r"], p["src_r_z"])
     magnification = unit.sum(dim=(-2, -1))
     # one morphology per source: the unit image is transformed once and each band's flux is folded
     # into its PSF (convolution is linear), so no extra pass over the band images is needed
     # the Sersic/clump renderer zeroes faint tails itself, so the convolution's denormal guard is
     # only needed for interpolated stamps
-    arcs = psf.convolve(unit[:, None], kernels.to(dtype) * flux[..., None, None], floor_faint=stamps is not None)
-    return ArcImages(arcs=arcs, magnification=magnification, source_flux=flux, kernels=kernels)
+    band_kernels = kernels.to(dtype) * flux[..., None, None]
+    if subpixel:
+        arcs = psf.convolve_subpixel(None, moments, band_kernels)  # moments: flux and moments, (N, 6, H, W)
+    else:
+        arcs = psf.convolve(unit[:, None], band_kernels, floor_faint=stamps is not None)
+    if refined is None:
+        refined = torch.zeros_like(magnification)
+    return ArcImages(arcs=arcs, magnification=magnification, source_flux=flux, kernels=kernels,
+                     refined_fraction=refined)
 
 
 def lens_e1e2(params: dict[str, np.ndarray]) -> None:

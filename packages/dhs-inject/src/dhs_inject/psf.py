@@ -15,8 +15,8 @@ import torch
 
 from dhs_inject.errors import InjectionParameterError, require
 
-__all__ = ["DEFAULT_BAND_SCALE", "MOFFAT_GRID_FWHM", "band_fwhm", "convolve", "gaussian_kernel", "kernel_from_file",
-           "moffat_kernel", "normalise_kernel"]
+__all__ = ["DEFAULT_BAND_SCALE", "MOFFAT_GRID_FWHM", "band_fwhm", "convolve", "convolve_subpixel", "gaussian_kernel",
+           "kernel_from_file", "moffat_kernel", "normalise_kernel"]
 
 DEFAULT_BAND_SCALE = (1.05, 1.00, 0.94)
 FWHM_PER_SIGMA = 2 * math.sqrt(2 * math.log(2))
@@ -121,6 +121,14 @@ def _wrapped(kernels: torch.Tensor, shape: tuple[int, int]) -> torch.Tensor:
     return torch.roll(padded, shifts=(-(ky // 2), -(kx // 2)), dims=(-2, -1))
 
 
+def _wrapped_1d(profiles: torch.Tensor, length: int) -> torch.Tensor:
+    """(..., K) odd 1-d profiles zero-padded to ``length``, centre moved to index 0 (see :func:`_wrapped`)."""
+    k = profiles.shape[-1]
+    padded = profiles.new_zeros(*profiles.shape[:-1], length)
+    padded[..., :k] = profiles
+    return torch.roll(padded, shifts=-(k // 2), dims=-1)
+
+
 def _floor_faint(values: torch.Tensor, ndim: int) -> torch.Tensor:
     """Zero the values below 2^-30 (~1e-9) of the peak over the last ``ndim`` axes.
 
@@ -216,3 +224,49 @@ def convolve(images: torch.Tensor, kernels: torch.Tensor, *, floor_faint: bool =
     shape = (_fast_len(h + ry), _fast_len(w + rx))
     spec = torch.fft.rfft2(images, s=shape) * torch.fft.rfft2(_wrapped(kernels, shape))
     return torch.fft.irfft2(spec, s=shape)[..., :h, :w]
+
+
+def convolve_subpixel(images: torch.Tensor | None, moments: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+    """PSF convolution at the sub-pixel scale, then binning, from per-pixel light moments.
+
+    ``images`` (N, 1, H, W) flux per pixel; ``moments`` (N, 5, H, W) sums over each pixel of
+    flux x (u, v, u^2, u v, v^2), (u, v) the offsets (pixels) of the light from the pixel centre
+    (x along columns, y along rows); or ``images=None`` and ``moments`` (N, 6, H, W) with the flux
+    first (no stacking copy). ``kernels`` (N, B, K, K) or (B, K, K) PSFs sampled at pixel
+    centres. Returns (N, B, H, W).
+
+    Convolving the sub-pixel image with the PSF and averaging each output pixel's sub-pixels puts
+    every element of light at its own position and integrates the PSF over the output pixel:
+    ``out_i = sum_j f_j Kbar(x_i - x_j)``, Kbar the PSF averaged over a pixel-sized box. In
+    Fourier space the box is ``sinc(fx) sinc(fy)``, and light offset by d from its pixel centre
+    multiplies that pixel's spectrum by ``exp(-i w.d) = 1 - i w.d - (w.d)^2 / 2 + O(d^3)``; the
+    moments carry that expansion to second order (third-order terms, |w d|^3 / 6 weighted by the
+    PSF spectrum, stay below ~1e-3 of the peak for FWHM >= 3 pixels). The pixel-sampled PSF
+    stands for the continuous one through its band-limited interpolation, exact to its aliasing
+    (< 1e-3 for Gaussian FWHM >= 2.8 pixels). Zero padding as in :func:`convolve`.
+    """
+    planes = moments if images is None else torch.cat([images, moments], dim=-3)
+    h, w = planes.shape[-2:]
+    r = kernels.shape[-1] // 2
+    ry, rx = min(r, h - 1), min(r, w - 1)
+    kernels = kernels[..., r - ry:r + ry + 1, r - rx:r + rx + 1]
+    shape = (_fast_len(h + ry), _fast_len(w + rx))
+    real = planes.dtype
+    wy = 2 * math.pi * torch.fft.fftfreq(shape[0], dtype=real, device=planes.device)[:, None]
+    wx = 2 * math.pi * torch.fft.rfftfreq(shape[1], dtype=real, device=planes.device)[None, :]
+    box_y, box_x = torch.sinc(wy / (2 * math.pi)), torch.sinc(wx / (2 * math.pi))
+    spec = torch.fft.rfft2(planes, s=shape)
+    m, mu, mv, muu, muv, mvv = spec.unbind(-3)
+    # the second-order expansion of exp(-i w.d), summed over each pixel's light
+    light = torch.addcmul(m, wx * mu + wy * mv, torch.tensor(-1j, dtype=m.dtype, device=m.device))
+    light -= (0.5 * wx * wx) * muu + (wx * wy) * muv + (0.5 * wy * wy) * mvv
+    factors = _separable_factors(kernels)
+    if factors is not None:
+        # a separable kernel a b^T has the separable spectrum A(wy) B(wx): two 1-d transforms and
+        # an outer product instead of a 2-d transform of every zero-padded kernel
+        col, row = factors
+        kspec = ((torch.fft.fft(_wrapped_1d(col, shape[0])) * box_y[:, 0])[..., :, None]
+                 * (torch.fft.rfft(_wrapped_1d(row, shape[1])) * box_x[0])[..., None, :])
+    else:
+        kspec = torch.fft.rfft2(_wrapped(kernels, shape)) * (box_y * box_x)
+    return torch.fft.irfft2(kspec * light[..., None, :, :], s=shape)[..., :h, :w]

@@ -97,15 +97,18 @@ def sersic_surface_brightness(x, y, *, flux, r_e, n, e1, e2, center_x=0.0, cente
     return finish((out,), to_np)[0]
 
 
-def clump_surface_brightness(x: torch.Tensor, y: torch.Tensor, clumps: torch.Tensor) -> torch.Tensor:
+def clump_surface_brightness(x: torch.Tensor, y: torch.Tensor, clumps: torch.Tensor, *,
+                             batch_axis: int = 0) -> torch.Tensor:
     """Sum of circular Gaussian clumps; ``clumps`` (N, K, 4) = (flux, x, y, sigma) per clump.
 
-    ``x, y`` are (N, ...) source-plane coordinates; zero-flux rows are padding.
+    ``x, y`` are source-plane coordinates with the N injections along ``batch_axis`` (default
+    (N, ...)); zero-flux rows are padding.
     """
-    extra = (1,) * (x.ndim - 1)
+    shape = [1] * x.ndim
+    shape[batch_axis] = -1
     total = torch.zeros_like(x)
     for k in range(clumps.shape[1]):
-        flux, cx, cy, sigma = (clumps[:, k, j].reshape((-1,) + extra) for j in range(4))
+        flux, cx, cy, sigma = (clumps[:, k, j].reshape(shape) for j in range(4))
         r2 = (x - cx) ** 2 + (y - cy) ** 2
         half_chi2 = 0.5 * r2 / sigma**2
         # zero beyond e^-20 (6.3 sigma, < 1e-8 of the flux) rather than underflowing to slow

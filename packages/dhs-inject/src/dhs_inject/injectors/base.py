@@ -33,7 +33,9 @@ class BaseInjector:
         kernels = engine.make_kernels(psfsize_r, pixel_scale=self.config.pixel_scale, model=self.config.psf,
                                       moffat_beta=self.config.moffat_beta, band_scale=self.config.band_scale)
         return engine.simulate_arcs(params, n_pix=n_pix, pixel_scale=self.config.pixel_scale,
-                                    supersample=self.config.supersample, kernels=kernels, clumps=clumps,
+                                    supersample=self.config.supersample, kernels=kernels,
+                                    max_supersample=self.config.max_supersample, tolerance=self.config.tolerance,
+                                    psf_convolution=self.config.psf_convolution, clumps=clumps,
                                     dtype=self.dtype, compile=self.config.fast_kernel)
 
     # protocol -------------------------------------------------------------
@@ -81,6 +83,7 @@ class BaseInjector:
         return engine.InjectionBatch(
             images=images.numpy()[keep].astype(np.float32), arcs=arcs.numpy()[keep].astype(np.float32),
             magnification=arc.magnification.numpy()[keep], arc_snr=snr.numpy()[keep],
-            injected_flux=flux.numpy()[keep], params={k: np.asarray(v)[keep] for k, v in params.items()},
+            injected_flux=flux.numpy()[keep], arc_flux=arc.arcs.sum(dim=(-2, -1)).numpy()[keep],
+            source_flux=arc.source_flux.numpy()[keep], params={k: np.asarray(v)[keep] for k, v in params.items()},
             host_index=idx[keep], n_ok=int(keep.sum()), n_failed=int(sum(failures.values())),
             n_dropped=int(n - keep.sum()), failures=failures)

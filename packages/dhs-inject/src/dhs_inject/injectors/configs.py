@@ -6,7 +6,7 @@ Every injector built on :class:`~dhs_inject.injectors.base.BaseInjector` accepts
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Annotated, Literal
 
 from pydantic import Field
 
@@ -19,7 +19,15 @@ class InjectorConfig(ComponentConfig):
 
     prior: PriorConfig = PriorConfig()  # parameter priors
     pixel_scale: float = Field(0.262, gt=0)  # arcsec per pixel of the cutouts
-    supersample: int = Field(3, ge=1)  # sub-pixels per pixel side for ray shooting
+    # sub-pixels per pixel side for ray shooting: "adaptive" (refined where the profile needs it,
+    # up to max_supersample, to the tolerance of docs/inject.md) or a fixed integer >= 1
+    supersample: Literal["adaptive"] | Annotated[int, Field(ge=1)] = "adaptive"
+    max_supersample: Literal[3, 9, 27, 81, 243] = 81  # finest adaptive level (sub-pixels per pixel side)
+    tolerance: float = Field(0.01, gt=0, lt=1)  # adaptive target: total flux and pixels (/ peak) within this
+    # "subpixel": the PSF acts on the light at its sub-pixel position, integrated over the output
+    # pixel; "pixel": the sub-pixel mean is convolved on the pixel grid (lenstronomy's default,
+    # up to ~5-8 % of the peak off for compact sources, docs/inject.md)
+    psf_convolution: Literal["subpixel", "pixel"] = "subpixel"
     psf: Literal["gaussian", "moffat"] = "gaussian"  # PSF model (FWHM from psfsize_r x band_scale)
     moffat_beta: float = Field(3.5, gt=1)  # Moffat beta when psf = "moffat"
     band_scale: tuple[float, float, float] = (1.05, 1.00, 0.94)  # g, r, z FWHM / r FWHM

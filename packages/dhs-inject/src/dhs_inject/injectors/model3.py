@@ -102,7 +102,9 @@ class Model3Injector(BaseInjector):
             return engine.ArcImages(arcs=arcs, magnification=nan, source_flux=arcs.sum(dim=(-2, -1)),
                                     kernels=kernels)
         return engine.simulate_arcs(params, n_pix=n_pix, pixel_scale=self.config.pixel_scale,
-                                    supersample=self.config.supersample, kernels=kernels, stamps=sources,
+                                    supersample=self.config.supersample, kernels=kernels,
+                                    max_supersample=self.config.max_supersample, tolerance=self.config.tolerance,
+                                    psf_convolution=self.config.psf_convolution, stamps=sources,
                                     dtype=self.dtype)
 
 

@@ -130,6 +130,10 @@ def run_cell(task: CellTask) -> dict[str, Any]:
         _append(rows, "arc_snr", batch.arc_snr[keep].astype(float))
         _append(rows, "magnification", batch.magnification[keep].astype(float))
         _append(rows, "injected_flux_r", batch.injected_flux[keep, 1].astype(float))
+        if batch.arc_flux is not None:  # rendered (noise-free) arc flux per band and unlensed source flux
+            for band, name in enumerate("grz"):
+                _append(rows, f"arc_flux_{name}", batch.arc_flux[keep, band].astype(float))
+            _append(rows, "source_flux_r", batch.source_flux[keep, 1].astype(float))
         for name in PARAMS:
             if name in batch.params:
                 _append(rows, name, np.asarray(batch.params[name])[keep].astype(float))

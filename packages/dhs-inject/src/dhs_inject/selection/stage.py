@@ -178,6 +178,7 @@ class SelectionFunctionStage(Stage):
             "bins": {"theta_e": grid.theta_e, "psfsize_r_edges": grid.psfsize_r_edges,
                      "psfdepth_r_edges": grid.psfdepth_r_edges, "source_mag_edges": grid.source_mag_edges},
             "cells_computed": stats.get("run"), "cells_reused": stats.get("skipped"), "figures": figures,
+            "flux_qa": _flux_qa(injections),
         }
         if cfg.plots and cells["n_ok"].sum() > 0:
             from dhs_inject.selection import gallery
@@ -232,3 +233,33 @@ class SelectionFunctionStage(Stage):
             cells["fraction_detected"] = np.where(n > 0, cells["n_detected"] / np.maximum(n, 1), np.nan)
         cells.update(completeness_posterior(cells["n_detected"], n))
         return cells, injections, failures
+
+
+def _flux_qa(injections: list) -> dict[str, float | None]:
+    """Flux bookkeeping of the injected arcs, from the rendered per-band fluxes in injections.parquet.
+
+    ``magnification`` is the render's in-stamp lensed flux over the unlensed flux (before the
+    PSF); ``arc_flux_r / source_flux_r`` is the same after the PSF, so their ratio is the fraction
+    of the r-band arc the PSF keeps inside the stamp (1 when nothing spills out). The median
+    rendered arc magnitude is the brightness the completeness bins actually saw.
+    """
+    import numpy as np
+    import pyarrow as pa
+
+    if not injections:
+        return {"n": 0}
+    table = pa.concat_tables(injections, promote_options="default")
+    if "arc_flux_r" not in table.column_names or table.num_rows == 0:
+        return {"n": int(table.num_rows)}
+    arc_r = table.column("arc_flux_r").to_numpy(zero_copy_only=False).astype(float)
+    src_r = table.column("source_flux_r").to_numpy(zero_copy_only=False).astype(float)
+    mu = table.column("magnification").to_numpy(zero_copy_only=False).astype(float)
+    kept = arc_r / (mu * src_r)
+    ok = np.isfinite(kept) & (arc_r > 0)
+    return {
+        "n": int(table.num_rows),
+        "median_magnification": float(np.median(mu)) if len(mu) else None,
+        "median_arc_mag_r": float(np.median(22.5 - 2.5 * np.log10(arc_r[ok]))) if ok.any() else None,
+        "psf_flux_in_stamp_median": float(np.median(kept[ok])) if ok.any() else None,
+        "psf_flux_in_stamp_min": float(np.min(kept[ok])) if ok.any() else None,
+    }
