@@ -37,8 +37,14 @@ from dataclasses import dataclass
 
 import torch
 
-from dhs_inject.render import (GUARD_RADIUS, GUARD_SPACING, _cell_pipeline, _run_pipeline, sersic_coefficients,
-                               subpixel_grid)
+from dhs_inject.render import (
+    GUARD_RADIUS,
+    GUARD_SPACING,
+    _cell_pipeline,
+    _run_pipeline,
+    sersic_coefficients,
+    subpixel_grid,
+)
 
 __all__ = ["AdaptiveImage", "CELL_TOLERANCE", "GUARD_RADIUS", "GUARD_SPACING", "adaptive_sersic_unit_image",
            "check_max_supersample"]
