@@ -22,14 +22,17 @@ from dhs_inject.sources import sersic_surface_brightness
 
 PIXEL_SCALE, BAND_SCALE = 0.262, (1.05, 1.00, 0.94)
 # The reference costs ~0.5-1 us per float64 sub-pixel ray on 2 cores, so the default run is a fast
-# form: 24 prior draws and 2 per corner, the reference at 56 sub-pixels per side for compact
-# sources (R_e < 0.15": n ~ 3 sources still move by up to ~2 % between 28 and 56) and at 28 for the
-# others (28 vs 56 over the R_e >= 0.15" draws of the first 40 of seed 2024: <= 0.08 % in flux,
-# <= 0.15 % of the peak per pixel). DHS_CONVERGENCE_FULL=1 runs the full suite (docs/inject.md):
-# 200 prior draws and 12 per corner, every reference at 56.
+# form: 24 prior draws and 2 per corner. Compact sources (R_e < 0.15") get the reference at 84
+# sub-pixels per side: n ~ 3 sources still move by up to ~2 % between 28 and 56, and a weakly
+# lensed n = 4, R_e 0.05" source (theta_E 2.44", beta 0.82 theta_E, seed 7's compact corner) is
+# 4.7 % too bright at 56, where a sub-pixel lands near its cusp, against 84 and 112, which agree to
+# 4e-5. The others get 28 (28 vs 56 over the R_e >= 0.15" draws of the first 40 of seed 2024:
+# <= 0.08 % in flux, <= 0.15 % of the peak per pixel). DHS_CONVERGENCE_FULL=1 runs the full suite
+# (docs/inject.md): 200 prior draws and 12 per corner, the larger sources' reference at 56.
 FULL = os.environ.get("DHS_CONVERGENCE_FULL") == "1"
-N_DRAWS, N_CORNER, REF_SUPERSAMPLE = (200, 12, 56) if FULL else (24, 2, 56)
-COMPACT_R_E = 0.15  # arcsec: below it the default run's reference is at REF_SUPERSAMPLE, else half
+N_DRAWS, N_CORNER = (200, 12) if FULL else (24, 2)
+REF_SUPERSAMPLE, REF_COMPACT = 56, 84  # even: no sub-pixel on a pixel centre, hence on the lens centre
+COMPACT_R_E = 0.15  # arcsec: below it the reference is at REF_COMPACT; above, REF_SUPERSAMPLE (full) or half
 CHUNK_RAYS = 1 << 20  # rays per block of the reference: big enough for vectorised ops, small for memory
 
 
@@ -123,7 +126,8 @@ def _check(p, clumps, fwhm_r, tol=0.01, **kwargs):
     """Render every draw by default and by brute force, on stamps sized by theta_E; assert the
     tolerance. Returns per-draw flux and pixel errors and the fraction of pixels refined."""
     n_pix = np.array([_stamp(t, b) for t, b in zip(p["theta_e"], p["beta_frac"])])
-    level = np.where(FULL | (np.asarray(p["src_r_e"]) < COMPACT_R_E), REF_SUPERSAMPLE, REF_SUPERSAMPLE // 2)
+    compact = np.asarray(p["src_r_e"]) < COMPACT_R_E
+    level = np.where(compact, REF_COMPACT, REF_SUPERSAMPLE if FULL else REF_SUPERSAMPLE // 2)
     flux_err, pix_err, refined = (np.zeros(len(n_pix)) for _ in range(3))
     for size, s in sorted(set(zip(n_pix.tolist(), level.tolist()))):
         rows = np.flatnonzero((n_pix == size) & (level == s))
