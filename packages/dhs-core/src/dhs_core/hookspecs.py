@@ -149,7 +149,8 @@ def dhs_epoch_end(run: Run, epoch: int, metrics: dict[str, float]) -> None:
     """Called by a training stage at the end of every epoch.
 
     :param run: the current :class:`dhs_core.runner.Run`.
-    :param epoch: the epoch just finished, counting from 0.
+    :param epoch: the epoch just finished, counting from 1 (the ``epoch`` of that row of
+        ``train/metrics.jsonl``).
     :param metrics: that epoch's metrics (train loss, val loss, val AUC, lr, ...).
 
     The return value is ignored; an exception is a warning, never a failed run.
