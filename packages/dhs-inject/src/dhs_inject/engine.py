@@ -175,7 +175,7 @@ def simulate_arcs(params: dict[str, np.ndarray], *, n_pix: int, pixel_scale: flo
     # only needed for interpolated stamps
     band_kernels = kernels.to(dtype) * flux[..., None, None]
     if subpixel:
-        arcs = psf.convolve_subpixel(None, moments, band_kernels)  # moments: flux and moments, (N, 6, H, W)
+        arcs = psf.convolve_subpixel(moments, band_kernels)  # moments: flux and moments, (N, 6, H, W)
     else:
         arcs = psf.convolve(unit[:, None], band_kernels, floor_faint=stamps is not None)
     if refined is None:

@@ -226,14 +226,13 @@ def convolve(images: torch.Tensor, kernels: torch.Tensor, *, floor_faint: bool =
     return torch.fft.irfft2(spec, s=shape)[..., :h, :w]
 
 
-def convolve_subpixel(images: torch.Tensor | None, moments: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+def convolve_subpixel(planes: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
     """PSF convolution at the sub-pixel scale, then binning, from per-pixel light moments.
 
-    ``images`` (N, 1, H, W) flux per pixel; ``moments`` (N, 5, H, W) sums over each pixel of
-    flux x (u, v, u^2, u v, v^2), (u, v) the offsets (pixels) of the light from the pixel centre
-    (x along columns, y along rows); or ``images=None`` and ``moments`` (N, 6, H, W) with the flux
-    first (no stacking copy). ``kernels`` (N, B, K, K) or (B, K, K) PSFs sampled at pixel
-    centres. Returns (N, B, H, W).
+    ``planes`` (N, 6, H, W): the flux per pixel, then the sums over each pixel of flux x (u, v,
+    u^2, u v, v^2), (u, v) the offsets (pixels) of the light from the pixel centre (x along
+    columns, y along rows). ``kernels`` (N, B, K, K) or (B, K, K) PSFs sampled at pixel centres.
+    Returns (N, B, H, W).
 
     Convolving the sub-pixel image with the PSF and averaging each output pixel's sub-pixels puts
     every element of light at its own position and integrates the PSF over the output pixel:
@@ -245,7 +244,6 @@ def convolve_subpixel(images: torch.Tensor | None, moments: torch.Tensor, kernel
     stands for the continuous one through its band-limited interpolation, exact to its aliasing
     (< 1e-3 for Gaussian FWHM >= 2.8 pixels). Zero padding as in :func:`convolve`.
     """
-    planes = moments if images is None else torch.cat([images, moments], dim=-3)
     h, w = planes.shape[-2:]
     r = kernels.shape[-1] // 2
     ry, rx = min(r, h - 1), min(r, w - 1)

@@ -152,9 +152,10 @@ class SelectionFunctionStage(Stage):
         cells, injections, failures = self._aggregate(tasks, n_hosts, threshold.threshold)
         with atomic_path(ctx.stage_dir / CELLS) as tmp:
             pq.write_table(pa.table(cells), tmp)
-        if injections:
+        injections = pa.concat_tables(injections, promote_options="default") if injections else None
+        if injections is not None:
             with atomic_path(ctx.stage_dir / INJECTIONS) as tmp:
-                pq.write_table(pa.concat_tables(injections, promote_options="default"), tmp)
+                pq.write_table(injections, tmp)
         total = completeness_posterior(cells["n_detected"].sum(), cells["n_ok"].sum())
         wide = cells["theta_e"] >= 1.0 - 1e-9
         total_wide = completeness_posterior(cells["n_detected"][wide].sum(), cells["n_ok"][wide].sum())
@@ -235,7 +236,7 @@ class SelectionFunctionStage(Stage):
         return cells, injections, failures
 
 
-def _flux_qa(injections: list) -> dict[str, float | None]:
+def _flux_qa(table) -> dict[str, float | None]:
     """Flux bookkeeping of the injected arcs, from the rendered per-band fluxes in injections.parquet.
 
     ``magnification`` is the render's in-stamp lensed flux over the unlensed flux (before the
@@ -244,11 +245,9 @@ def _flux_qa(injections: list) -> dict[str, float | None]:
     rendered arc magnitude is the brightness the completeness bins actually saw.
     """
     import numpy as np
-    import pyarrow as pa
 
-    if not injections:
+    if table is None:
         return {"n": 0}
-    table = pa.concat_tables(injections, promote_options="default")
     if "arc_flux_r" not in table.column_names or table.num_rows == 0:
         return {"n": int(table.num_rows)}
     arc_r = table.column("arc_flux_r").to_numpy(zero_copy_only=False).astype(float)
