@@ -43,6 +43,9 @@ from dhs_inject.priors import PriorConfig, draw_parameters
 N_PIX, PIXEL_SCALE, TOLERANCE = 101, 0.262, 0.01
 BAND_SCALE = (1.05, 1.00, 0.94)
 CAUSTICS_CHUNK = 128
+# the converged reference of the accuracy table: dhs float64, adaptive to this level at tolerance
+# 1e-3 (itself checked against brute force by the convergence suite, tests/test_convergence.py)
+REF_MAX_SUPERSAMPLE = 2187
 
 
 def lenstronomy_b_n(n):
@@ -212,7 +215,7 @@ def agreement(params, psfsize_r, device, has_caustics: bool) -> dict[str, float]
 def accuracy_levels(params, psfsize_r, device, levels, has_caustics: bool):
     """Error of each code/configuration at each fixed level, r band, against the converged reference."""
     p, fwhm = params, psfsize_r
-    ref = dhs_renderer(p, fwhm, device, dtype=torch.float64, compile=False, max_supersample=243,
+    ref = dhs_renderer(p, fwhm, device, dtype=torch.float64, compile=False, max_supersample=REF_MAX_SUPERSAMPLE,
                        tolerance=1e-3)().cpu().numpy()[:, 1]
     errors = {"dhs default": {"adaptive": _errors(dhs_renderer(p, fwhm, device)().cpu().numpy()[:, 1], ref)},
               # the error of the "pixel" PSF mode alone (the render converged as in the default)
@@ -278,7 +281,7 @@ def main() -> None:
           + ", ".join(f"{k} {v:.1e}" for k, v in agree.items()))
     rows = np.arange(n_acc)
     errors = accuracy_levels(_subset(params, rows), psfsize_r[rows], args.device, levels, has_caustics)
-    print(f"accuracy on {n_acc} draws, r band, vs dhs float64 adaptive (243, tol 1e-3) + sub-pixel PSF; "
+    print(f"accuracy on {n_acc} draws, r band, vs dhs float64 adaptive ({REF_MAX_SUPERSAMPLE}, tol 1e-3) + sub-pixel PSF; "
           f"tolerance {TOLERANCE:.0%} (flux and pixel / peak, worst draw):")
     for name, errs in errors.items():
         print(f"  {name}: " + ", ".join(f"{s}: {e:.2%}" for s, e in errs.items()))
@@ -321,7 +324,7 @@ def main() -> None:
         print(f"dhs compiled kernel unavailable, eager path measured: {render.fast_kernel_failure()}")
     refined = float(default.refined.mean())
     print(f"{rounds} interleaved rounds; dhs default refined {refined:.1%} of pixels")
-    labels = {"dhs default": "adaptive <= 81 + sub-pixel PSF", "dhs fixed-3": "fixed 3 + PSF on pixels",
+    labels = {"dhs default": f"adaptive <= {engine.MAX_SUPERSAMPLE} + sub-pixel PSF", "dhs fixed-3": "fixed 3 + PSF on pixels",
               "lenstronomy": f"{lt_name} at {lt_level}" + ("" if lt_met else ", tolerance NOT met")}
     if has_caustics:
         labels["caustics"] = f"fixed {c_level}, PSF on pixels" + ("" if c_met else ", tolerance NOT met")

@@ -22,16 +22,17 @@ from dhs_inject.sources import sersic_surface_brightness
 
 PIXEL_SCALE, BAND_SCALE = 0.262, (1.05, 1.00, 0.94)
 # The reference costs ~0.5-1 us per float64 sub-pixel ray on 2 cores, so the default run is a fast
-# form: 24 prior draws and 2 per corner. Compact sources (R_e < 0.15") get the reference at 84
+# form: 24 prior draws and 2 per corner. Compact sources (R_e < 0.15") get the reference at 168
 # sub-pixels per side: n ~ 3 sources still move by up to ~2 % between 28 and 56, and a weakly
 # lensed n = 4, R_e 0.05" source (theta_E 2.44", beta 0.82 theta_E, seed 7's compact corner) is
-# 4.7 % too bright at 56, where a sub-pixel lands near its cusp, against 84 and 112, which agree to
-# 4e-5. The others get 28 (28 vs 56 over the R_e >= 0.15" draws of the first 40 of seed 2024:
+# 4.7 % too bright at 56, where a sub-pixel lands near its cusp; 84 is not enough on the caustic
+# (seed 7's on_caustic draws: up to 0.25 % in flux and 0.76 % of the peak from 252), 168 is
+# (<= 0.04 % and 0.24 %). The others get 28 (28 vs 56 over the R_e >= 0.15" draws of the first 40 of seed 2024:
 # <= 0.08 % in flux, <= 0.15 % of the peak per pixel). DHS_CONVERGENCE_FULL=1 runs the full suite
 # (docs/inject.md): 200 prior draws and 12 per corner, the larger sources' reference at 56.
 FULL = os.environ.get("DHS_CONVERGENCE_FULL") == "1"
 N_DRAWS, N_CORNER = (200, 12) if FULL else (24, 2)
-REF_SUPERSAMPLE, REF_COMPACT = 56, 84  # even: no sub-pixel on a pixel centre, hence on the lens centre
+REF_SUPERSAMPLE, REF_COMPACT = 56, 168  # even: no sub-pixel on a pixel centre, hence on the lens centre
 COMPACT_R_E = 0.15  # arcsec: below it the reference is at REF_COMPACT; above, REF_SUPERSAMPLE (full) or half
 CHUNK_RAYS = 1 << 20  # rays per block of the reference: big enough for vectorised ops, small for memory
 
@@ -182,7 +183,9 @@ def test_default_render_converges_at_adversarial_corners(corner):
             ax, ay = sie_deflection(np.array([xs[k]]), np.array([ys[k]]), theta_e=th, e1=p["lens_e1"][i],
                                     e2=p["lens_e2"][i], dtype=torch.float64)
             p["src_x"][i], p["src_y"][i] = xs[k] - ax[0], ys[k] - ay[0]
-    _check(p, clumps, fwhm_r)
+    flux_err, pix_err, refined = _check(p, clumps, fwhm_r)
+    print(f"{corner}, {n} draws: worst flux error {flux_err.max():.2%}, worst pixel error {pix_err.max():.2%} "
+          f"of the peak, {refined.mean():.1%} of pixels refined")
 
 
 def test_fixed_grid_is_not_converged_where_adaptive_is():
@@ -217,10 +220,9 @@ def test_sis_point_source_magnification_and_unlensed_flux_conservation():
     engine.lens_e1e2(p)
     arc = engine.simulate_arcs(p, n_pix=31, kernels=kernels, dtype=torch.float64)
     assert abs(float(arc.magnification[0]) - 2 * 1.5 / 0.5) < 0.01 * 6.0
-    # unlensed: an exponential of R_e 0.05" and an n = 4 profile of R_e 0.3" (an unlensed n = 4
-    # source of R_e 0.05" holds ~5 % of its light within one finest sub-pixel of its centre: its
-    # cusp is resolved only where lensing stretches it, see docs/inject.md)
-    for n, r_e, half in ((1.0, 0.05, 10), (4.0, 0.3, 40)):
+    # unlensed: an exponential of R_e 0.05", and n = 4 profiles of R_e 0.3" and of R_e 0.05" (whose
+    # cusp holds ~5 % of the light within 1/243 pixel of the centre: refined towards the core)
+    for n, r_e, half in ((1.0, 0.05, 10), (4.0, 0.3, 40), (4.0, 0.05, 10)):
         p = dict(base, theta_e=np.array([1e-6]), lens_q=np.array([0.7]), src_x=np.array([0.1]),
                  src_r_e=np.array([r_e]))
         p["src_n"][:] = n
@@ -264,3 +266,22 @@ def test_adaptive_render_agrees_with_lenstronomy_supersampled_convolution():
         ours = arc.arcs[i, 1].numpy()
         assert abs(ours.sum() / ref.sum() - 1) < 0.01
         assert np.abs(ours - ref).max() < 0.01 * ref.max()
+
+
+@pytest.mark.parametrize("n", [0.5, 1.0, 2.0, 3.0, 4.0])  # the default prior's range of n
+def test_core_radius_of_the_refinement_holds_at_most_core_flux(n):
+    """The core rule's radius (render._source_coefficients, last constant) against scipy's
+    regularised incomplete gamma: the Sersic light inside it is at most CORE_FLUX and not far
+    below (it is the small-argument inverse, which errs on the small side)."""
+    from scipy.special import gammainc, gammaincinv
+
+    from dhs_inject.render import CORE_FLUX, _source_coefficients
+    from dhs_inject.sources import sersic_b_n
+
+    one = torch.ones(1, dtype=torch.float64)
+    src = dict(e1=0 * one, e2=0 * one, r_e=one, n=n * one, flux=one, center_x=0 * one, center_y=0 * one)
+    radius = float(_source_coefficients(src)[8].sqrt())
+    b = float(sersic_b_n(n * one))
+    enclosed = gammainc(2 * n, b * radius ** (1 / n))
+    assert enclosed <= CORE_FLUX * (1 + 1e-9)
+    assert radius >= 0.3 * (gammaincinv(2 * n, CORE_FLUX) / b) ** n

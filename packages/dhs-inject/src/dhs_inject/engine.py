@@ -91,7 +91,7 @@ def validate_parameters(params: dict[str, np.ndarray]) -> None:
 
 #: the engine's and every injector's default: adaptive supersampling up to MAX_SUPERSAMPLE
 ADAPTIVE = "adaptive"
-MAX_SUPERSAMPLE = 81
+MAX_SUPERSAMPLE = 729
 #: target accuracy of the adaptive render (total flux; each PSF-convolved pixel, relative to the peak)
 TOLERANCE = 0.01
 #: sub-pixel grid of pixel-stamp sources (model3) when ``supersample = "adaptive"``: the

@@ -98,7 +98,13 @@ def _source_coefficients(src: dict[str, torch.Tensor], area: float = 1.0) -> lis
     log_norm = (math.log(2 * math.pi) + torch.log(n) + 2 * torch.log(r_e) + b - 2 * n * torch.log(b)
                 + torch.lgamma(2 * n))
     amp = src["flux"] * torch.exp(-log_norm) * area
-    return [(1 - e1) / norm, -e2 / norm, (1 + e1) / norm, b, 0.5 / n, amp, src["center_x"], src["center_y"]]
+    # core radius^2 (units of R_e): the disc holding a fraction CORE_FLUX of the light,
+    # P(2n, b r^(1/n)) = CORE_FLUX, from the small-argument form P(a, t) ~ t^a / Gamma(a + 1),
+    # which over-estimates P and so under-estimates the radius (the safe side)
+    t = torch.exp((math.log(CORE_FLUX) + torch.lgamma(2 * n + 1)) / (2 * n))
+    core2 = torch.exp(2 * n * torch.log(t / b))
+    return [(1 - e1) / norm, -e2 / norm, (1 + e1) / norm, b, 0.5 / n, amp, src["center_x"], src["center_y"],
+            core2]
 
 
 class _LensedSersic:
@@ -210,6 +216,8 @@ def _sersic_pipeline(x, y, lens_c: list[torch.Tensor], src_c: list[torch.Tensor]
 #: GUARD_RADIUS (R_e) plus that span of the source centre is refined
 GUARD_SPACING = 0.5
 GUARD_RADIUS = 3.0
+#: flux fraction of the Sersic core the adaptive refinement resolves (see :func:`_cell_pipeline`)
+CORE_FLUX = 1e-3
 
 
 def _cell_pipeline(x, y, lens_c: list[torch.Tensor], src_c: list[torch.Tensor], clumps: torch.Tensor | None,
@@ -224,7 +232,9 @@ def _cell_pipeline(x, y, lens_c: list[torch.Tensor], src_c: list[torch.Tensor], 
     difference measures how far the profile is from resolved), or +inf where the aliasing guard
     fires (the sample pattern spans more than ``GUARD_SPACING`` R_e in the source frame and passes
     within ``GUARD_RADIUS`` R_e plus that span of the source centre: the core may lie between the
-    samples, with both estimates equally blind to it).
+    samples, with both estimates equally blind to it), or where the core rule fires (the samples
+    pass within the pattern's extent of the source centre and that extent exceeds the radius
+    holding ``CORE_FLUX`` of the light: the cusp is not yet resolved).
 
     The guard is decided here rather than returned as two more planes: with every statistic an
     output of its own, inductor splits the kernel into two loops that both shoot the rays.
@@ -262,7 +272,9 @@ def _cell_pipeline(x, y, lens_c: list[torch.Tensor], src_c: list[torch.Tensor], 
     mean = (even + odd) / n_valid
     diff = (even / (4 + valid) - odd / 4).abs()
     extent = torch.sqrt(extent2)
-    guard = (extent > GUARD_SPACING) & (r2_min < (GUARD_RADIUS + extent) ** 2)
+    core2 = field.src_c[8]
+    guard = ((extent > GUARD_SPACING) & (r2_min < (GUARD_RADIUS + extent) ** 2)) | (
+        (extent2 > core2) & (r2_min < extent2))
     out = [mean]
     if moments:
         out += [m / n_valid for m in (mx, my, mxx, mxy, myy)]

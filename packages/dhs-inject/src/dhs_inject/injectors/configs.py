@@ -22,7 +22,7 @@ class InjectorConfig(ComponentConfig):
     # sub-pixels per pixel side for ray shooting: "adaptive" (refined where the profile needs it,
     # up to max_supersample, to the tolerance of docs/inject.md) or a fixed integer >= 1
     supersample: Literal["adaptive"] | Annotated[int, Field(ge=1)] = "adaptive"
-    max_supersample: Literal[3, 9, 27, 81, 243] = 81  # finest adaptive level (sub-pixels per pixel side)
+    max_supersample: Literal[3, 9, 27, 81, 243, 729, 2187] = 729  # finest adaptive level (sub-pixels per pixel side)
     tolerance: float = Field(0.01, gt=0, lt=1)  # adaptive target: total flux and pixels (/ peak) within this
     # "subpixel": the PSF acts on the light at its sub-pixel position, integrated over the output
     # pixel; "pixel": the sub-pixel mean is convolved on the pixel grid (lenstronomy's default,
