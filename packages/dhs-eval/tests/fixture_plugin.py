@@ -133,7 +133,7 @@ class FixtureSelectionStage(Stage):
         n_ok = np.full(theta_e.shape, per_cell)
         out = ctx.path("selection_function")
         out.mkdir(parents=True, exist_ok=True)
-        pq.write_table(pa.table({"theta_e": theta_e.ravel(), "psfsize_r": psf.ravel(), "psfdepth_r": depth.ravel(),
+        pq.write_table(pa.table({"theta_e": theta_e.ravel(), "psfsize_r": psf.ravel(), "depth_m5": depth.ravel(),
                                  "n_detected": rng.binomial(n_ok, p).ravel(), "n_ok": n_ok.ravel()}),
                        out / "cells.parquet")
 

@@ -79,7 +79,7 @@ def test_evaluate_and_report_end_to_end(tmp_path):
             assert listed in card
         assert (run / "report" / "training_curves.png").is_file()
         assert (run / "report" / "completeness_theta_e_psfsize_r.png").is_file()
-        assert (run / "report" / "completeness_theta_e_psfdepth_r.png").is_file()
+        assert (run / "report" / "completeness_theta_e_depth_m5.png").is_file()
         # resume: nothing changed, nothing reruns
         again = dhs_core.run(_spec(tmp_path, **FULL))
         assert again.stages["evaluate"] == "skipped" and again.stages["report"] == "skipped"

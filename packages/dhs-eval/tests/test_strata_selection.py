@@ -56,7 +56,8 @@ def test_completeness_is_the_jeffreys_posterior():
     out = selection.completeness_posterior(k, n)
     for i in range(3):
         dist = stats.beta(k[i] + 0.5, n[i] - k[i] + 0.5)
-        assert out["completeness"][i] == pytest.approx(dist.median())
+        assert out["completeness_median"][i] == pytest.approx(dist.median())
+        assert out["completeness"][i] == k[i] / n[i]
         assert (out["completeness_low_95"][i], out["completeness_high_95"][i]) == pytest.approx(dist.interval(0.95))
         assert (out["completeness_low_68"][i], out["completeness_high_68"][i]) == pytest.approx(dist.interval(0.68))
     raw = selection.fraction_detected(k, n)
@@ -94,13 +95,16 @@ def test_marginals_pool_counts_across_other_axes():
     np.testing.assert_array_equal(m["theta_e"], [0.5, 1.0, 1.5])
     np.testing.assert_array_equal(m["n_ok"], n_ok.sum(axis=(1, 2)))
     np.testing.assert_array_equal(m["n_detected"], n_det.sum(axis=(1, 2)))
-    np.testing.assert_array_equal(m["fraction_detected"], n_det.sum(axis=(1, 2)) / n_ok.sum(axis=(1, 2)))
-    np.testing.assert_array_equal(m["completeness"],
-                                  selection.completeness_posterior(m["n_detected"], m["n_ok"])["completeness"])
+    np.testing.assert_array_equal(m["completeness"], n_det.sum(axis=(1, 2)) / n_ok.sum(axis=(1, 2)))
+    np.testing.assert_array_equal(m["completeness_median"],
+                                  selection.completeness_posterior(m["n_detected"], m["n_ok"])["completeness_median"])
     heat = selection.marginal(cells, ("theta_e", "psfsize_r"))
     assert heat["n_ok"].size == 6 and heat["n_ok"].sum() == n_ok.sum()
     tables = selection.marginal_tables(cells)
     assert set(tables) == {"theta_e", "source_mag", "psfsize_r"}
-    assert selection.summary(cells)["n_ok"] == n_ok.sum()
+    total = selection.summary(cells)
+    assert total["n_ok"] == n_ok.sum() and total["completeness"] == n_det.sum() / n_ok.sum()
+    # the published summary: the unweighted mean of the per-cell k/n (cells with n > 0)
+    assert total["mean_over_cells"] == pytest.approx(np.mean(n_det / n_ok)) and total["n_cells_empty"] == 0
     with pytest.raises(MetricInputError, match="lack column"):
         selection.marginal(cells, "psfdepth_r")

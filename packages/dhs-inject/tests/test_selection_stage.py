@@ -85,10 +85,18 @@ def test_end_to_end_cells_meta_and_figures(finished):
         assert all(21.0 <= m <= 23.0 for m in rows["src_r_mag"])
         k, n = cells["n_detected"][i], cells["n_ok"][i]
         if n:
-            assert cells["completeness"][i] == pytest.approx(stats.beta.ppf(0.5, k + 0.5, n - k + 0.5))
+            assert cells["completeness"][i] == k / n  # k/n, as published
+            assert cells["completeness_median"][i] == pytest.approx(stats.beta.ppf(0.5, k + 0.5, n - k + 0.5))
             lo, hi = stats.beta.interval(0.95, k + 0.5, n - k + 0.5)
             assert (cells["completeness_low_95"][i], cells["completeness_high_95"][i]) == pytest.approx((lo, hi))
     assert sum(cells["n_ok"]) == meta["n_ok"] > 0
+    # one threshold: one row per cell, all of it the primary; hosts drawn without replacement
+    assert set(cells["threshold_name"]) == {"fpr=0.001"} and all(cells["primary"])
+    for i, cid in enumerate(cells["cell_id"]):
+        ids = inj.filter(pc.equal(inj.column("cell_id"), cid)).column("galaxy_id").to_pylist()
+        assert cells["n_unique_hosts"][i] == len(set(ids))
+        if cells["n_hosts"][i] >= 8:  # the pool allows it: no host twice in the cell
+            assert len(set(ids)) == len(ids) and not cells["host_reuse"][i]
     hosts = set(inj.column("galaxy_id").to_pylist())
     test_negatives = {g for g, sp, lab in zip(manifest.column("galaxy_id").to_pylist(),
                                                manifest.column("split").to_pylist(),
@@ -235,3 +243,101 @@ def test_a_checkpoint_trained_with_another_preprocessor_is_refused(finished, tmp
     # only the selection function reruns: train/best.pt stays the one trained with annulus [20, 32]
     with pytest.raises(UserError, match="preprocessed as in training"):
         dhs_core.run(other, stages=["selection_function"])
+
+
+def test_many_thresholds_from_one_scoring_pass_and_depth_in_magnitudes(finished, tmp_path):
+    """Fixed and FPR thresholds side by side from the same stored scores (no cell recomputed),
+    depth bins in 5-sigma mag, an FPR the negatives cannot resolve reported without rows."""
+    run_dir = _copy(finished, tmp_path)
+    manifest = pq.read_table(run_dir / "data" / "manifest.parquet")
+    from dhs_inject.selection.grid import psfdepth_to_m5
+
+    m5 = psfdepth_to_m5(manifest.column("psfdepth_r").to_numpy())
+    edges = [float(np.floor(np.nanmin(m5) * 10) / 10), float(np.ceil(np.nanmax(m5) * 10) / 10 + 0.1)]
+    thresholds = {"fixed": [0.3, 0.5, 0.7], "fpr": [1e-1, 1e-6]}
+    result = dhs_core.run(spec(run_dir, thresholds=thresholds, depth_mag_edges=edges))
+    assert result.stages["selection_function"] == "ran"
+    sf = run_dir / "selection_function"
+    cells = pq.read_table(sf / "cells.parquet").to_pydict()
+    meta = json.loads((sf / "meta.json").read_text())
+    names = ["p>=0.3", "p>=0.5", "p>=0.7", "fpr=0.1"]  # fpr=1e-06 is below 1/n_valid: no rows
+    assert sorted(set(cells["threshold_name"])) == sorted(names)
+    assert len(cells["cell_id"]) == 4 * len(names)
+    unresolved = [t for t in meta["thresholds"] if t["name"] == "fpr=1e-06"][0]
+    assert not unresolved["rows"] and not unresolved["resolvable"] and "not resolvable" in unresolved["status"]
+    assert meta["primary_threshold"] == "p>=0.3" and meta["threshold"] == 0.3
+    inj = pq.read_table(sf / "injections.parquet")
+    by_cell = {}
+    for cid, score in zip(inj.column("cell_id").to_pylist(), inj.column("score").to_pylist()):
+        by_cell.setdefault(cid, []).append(score)
+    values = {t["name"]: t["threshold"] for t in meta["thresholds"]}
+    for i, cid in enumerate(cells["cell_id"]):
+        thr = values[cells["threshold_name"][i]]
+        assert cells["threshold"][i] == thr
+        assert cells["n_detected"][i] == sum(s >= thr for s in by_cell.get(cid, []))
+        assert cells["depth_m5_lo"][i] == edges[0] and cells["depth_m5_hi"][i] == edges[1]
+    # completeness can only fall as the fixed threshold rises, cell by cell
+    k = {(c, t): n for c, t, n in zip(cells["cell_id"], cells["threshold_name"], cells["n_detected"])}
+    for cid in set(cells["cell_id"]):
+        assert k[cid, "p>=0.3"] >= k[cid, "p>=0.5"] >= k[cid, "p>=0.7"]
+    # summaries per threshold, both labelled: pooled k/n and the mean over cells
+    total = meta["summaries"]["p>=0.5"]["summary"]
+    rows = [i for i, t in enumerate(cells["threshold_name"]) if t == "p>=0.5"]
+    assert total["n_detected"] == sum(cells["n_detected"][i] for i in rows)
+    per_cell = [cells["n_detected"][i] / cells["n_ok"][i] for i in rows if cells["n_ok"][i]]
+    assert total["mean_over_cells"] == pytest.approx(np.mean(per_cell))
+    assert set(meta["summaries"]["p>=0.5"]["marginals"]) >= {"theta_e", "psfsize_r", "depth_m5", "source_mag"}
+    card = (run_dir / "MODEL_CARD.md").read_text()
+    assert "Threshold p>=0.7" in card and "Threshold fpr=1e-06" in card and "Mean over cells" in card
+
+
+def test_sensitivity_variants_use_common_random_numbers(finished, tmp_path, monkeypatch):
+    """In one run: an identity re-render gives Delta C exactly 0 in every cell and threshold; with a
+    scorer whose score rises with the arc's flux, a variant that only brightens the sources never
+    lowers any cell's k; a PSF variant changes the arcs. No retraining (best.pt untouched)."""
+    run_dir = _copy(finished, tmp_path)
+    ckpt = (run_dir / "train" / "best.pt").read_bytes()
+
+    def flux_scorer(model, images, **kwargs):
+        # the mean r-band light in the central 16 x 16 pixels (where the arc is), squashed to (0, 1)
+        c = images.shape[-1] // 2
+        centre = np.asarray(images)[:, 1, c - 8:c + 8, c - 8:c + 8].astype(np.float64).mean(axis=(1, 2))
+        return 1.0 / (1.0 + np.exp(-centre / 0.05))
+
+    monkeypatch.setattr(cell_module, "score_images", flux_scorer)
+    shutil.rmtree(run_dir / "selection_function")  # its cells were scored by the trained model
+    variants = [{"name": "identity_check"}, {"name": "brighter", "src_r_mag_shift": -1.0},
+                {"name": "psf+10%", "psf_fwhm_scale": 1.1}]
+    result = dhs_core.run(spec(run_dir, sensitivity=variants, thresholds={"fixed": [0.6, 0.7, 0.8]}, plots=False))
+    assert result.stages["selection_function"] == "ran"
+    sf = run_dir / "selection_function"
+    sens = pq.read_table(sf / "sensitivity.parquet").to_pydict()
+    cells = pq.read_table(sf / "cells.parquet").to_pydict()
+    rows = {v: [i for i, name in enumerate(sens["variant"]) if name == v] for v in ("identity_check", "brighter")}
+    assert len(rows["identity_check"]) == len(cells["cell_id"]) == 4 * 3
+    for i in rows["identity_check"]:
+        assert sens["n_detected"][i] == sens["n_detected_base"][i] and sens["n_ok"][i] == sens["n_ok_base"][i]
+        assert sens["delta_completeness"][i] == 0.0 or (np.isnan(sens["delta_completeness"][i])
+                                                        and sens["n_ok_base"][i] == 0)
+    assert all(sens["n_detected"][i] >= sens["n_detected_base"][i] for i in rows["brighter"])
+    assert any(sens["n_detected"][i] > sens["n_detected_base"][i] for i in rows["brighter"])
+    meta = json.loads((sf / "meta.json").read_text())
+    ident = meta["sensitivity"]["identity_check"]["by_threshold"]["p>=0.6"]
+    assert ident["mean_delta"] == 0.0 and ident["max_abs_delta"] == 0.0
+    bright = meta["sensitivity"]["brighter"]["by_threshold"]["p>=0.7"]
+    deltas = [sens["delta_completeness"][i] for i in rows["brighter"] if sens["threshold_name"][i] == "p>=0.7"]
+    assert bright["mean_delta"] == pytest.approx(np.nanmean(deltas))
+    assert bright["std_delta"] == pytest.approx(np.nanstd(deltas, ddof=1))
+    assert (run_dir / "train" / "best.pt").read_bytes() == ckpt
+    assert "| brighter |" in (run_dir / "MODEL_CARD.md").read_text()
+
+
+def test_a_sensitivity_variant_naming_an_unknown_parameter_is_a_spec_error(tmp_path):
+    from dhs_core.errors import SpecError
+
+    with pytest.raises(SpecError, match="psf_scale"):
+        dhs_core.run(spec(tmp_path / "run", sensitivity=[{"name": "x", "psf_scale": 1.1}]))
+    with pytest.raises(SpecError, match="model2 takes the lens q"):
+        dhs_core.run(spec(tmp_path / "run", injector={"name": "model2", "fast_kernel": False},
+                          sensitivity=[{"name": "q", "lens_q": [0.7, 1.0]}]))
+    assert not (tmp_path / "run").exists()

@@ -97,10 +97,10 @@ def summarise(run_dir: Path, label: str) -> RunSummary:
         import pyarrow.parquet as pq
 
         try:
-            out.cells = pq.read_table(run_dir / ref)
+            out.cells = selection.at_threshold(pq.read_table(run_dir / ref))  # the primary threshold
             tot = selection.summary(out.cells)
             m["completeness k/n"] = f"{tot['n_detected']}/{tot['n_ok']}"
-            m["completeness posterior median [68 %]"] = (f"{fmt(tot['completeness'])} [{fmt(tot['completeness_low_68'])}, "
+            m["completeness posterior median [68 %]"] = (f"{fmt(tot['completeness_median'])} [{fmt(tot['completeness_low_68'])}, "
                                                         f"{fmt(tot['completeness_high_68'])}]")
         except Exception as exc:  # damaged or lacking counts
             m["completeness k/n"] = f"unreadable: {type(exc).__name__}: {exc}"
@@ -208,7 +208,7 @@ def overlay_figure(path: Path, runs: Sequence[RunSummary]) -> Path | None:
 
     curves = []
     for r in runs:
-        if r.cells is not None and {"theta_e", *selection.COUNT_COLUMNS} <= set(r.cells.column_names):
+        if r.cells is not None and {"theta_e", *selection.COUNT_COLUMNS} <= set(r.cells):
             curves.append((r.label, selection.marginal(r.cells, "theta_e")))
     if not curves:
         return None

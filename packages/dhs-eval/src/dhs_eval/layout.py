@@ -19,7 +19,7 @@ EVALUATE_ARTIFACTS = {
 #: training curves drawn by the report stage from the train stage's metrics (in REPORT_DIR)
 TRAINING_CURVES = "training_curves.png"
 #: (x, y) marginal completeness heatmaps the report stage draws when cells.parquet has both columns
-HEATMAP_AXES = (("theta_e", "psfsize_r"), ("theta_e", "psfdepth_r"))
+HEATMAP_AXES = (("theta_e", "psfsize_r"), ("theta_e", "depth_m5"))
 #: file name of one heatmap in REPORT_DIR: ``COMPLETENESS_HEATMAP.format(x="theta_e", y="psfsize_r")``
 COMPLETENESS_HEATMAP = "completeness_{x}_{y}.png"
 #: every stratum of every split as a table (in REPORT_DIR); the card shows only the defined ones

@@ -29,8 +29,9 @@ if TYPE_CHECKING:  # pragma: no cover
     from matplotlib.figure import Figure
 
 #: axis labels of the selection-function grid columns
-AXIS_LABELS = {"theta_e": r"$\theta_E$ (arcsec)", "psfsize_r": "psfsize_r (bin centre)",
-               "psfdepth_r": "psfdepth_r (bin centre)", "source_mag": "source r mag (bin centre)"}
+AXIS_LABELS = {"theta_e": r"$\theta_E$ (arcsec)", "psfsize_r": "PSF FWHM r (arcsec, bin centre)",
+               "psfdepth_r": "psfdepth_r (bin centre)", "depth_m5": "5-sigma depth r (AB mag, bin centre)",
+               "source_mag": "source r mag (bin centre)", "beta_frac": r"$\beta$ / $\theta_E$ (bin centre)"}
 
 
 def _figure(**kwargs: Any) -> Figure:
@@ -125,7 +126,7 @@ def completeness_vs_theta_e(path: Path, cells: Any, title: str = "") -> Path:
     ax = fig.add_subplot()
     for mag in np.unique(table["source_mag"]):
         sel = table["source_mag"] == mag
-        x, med = table["theta_e"][sel], table["completeness"][sel]
+        x, med = table["theta_e"][sel], table["completeness_median"][sel]
         line, = ax.plot(x, med, marker="o", label=f"r = {mag:.2f}")
         ax.fill_between(x, table["completeness_low_95"][sel], table["completeness_high_95"][sel],
                         color=line.get_color(), alpha=0.12, lw=0)
@@ -146,7 +147,7 @@ def completeness_heatmap(path: Path, cells: Any, x: str = "theta_e", y: str = "p
     width = np.full_like(median, np.nan)
     for i, (xv, yv) in enumerate(zip(table[x], table[y])):
         r, c = np.searchsorted(ys, yv), np.searchsorted(xs, xv)
-        median[r, c] = table["completeness"][i]
+        median[r, c] = table["completeness_median"][i]
         width[r, c] = table["completeness_high_68"][i] - table["completeness_low_68"][i]
     panels = [(median, "completeness (posterior median)", "viridis", 1.0)]
     if interval_width:
@@ -168,7 +169,7 @@ def completeness_overlay(path: Path, curves: Sequence[tuple[str, Mapping[str, np
     fig = _figure(figsize=(6, 4))
     ax = fig.add_subplot()
     for label, table in curves:
-        line, = ax.plot(table["theta_e"], table["completeness"], marker="o", label=label)
+        line, = ax.plot(table["theta_e"], table["completeness_median"], marker="o", label=label)
         ax.fill_between(table["theta_e"], table["completeness_low_68"], table["completeness_high_68"],
                         color=line.get_color(), alpha=0.2, lw=0)
     ax.set(xlabel=AXIS_LABELS["theta_e"], ylabel="completeness (posterior median, 68 %)", ylim=(0, 1))

@@ -91,8 +91,9 @@ def write_figures(run_dir: Path) -> None:
             plots.training_curves_figure(run_dir / REPORT_DIR / TRAINING_CURVES, rows)
     cells = _read_cells(run_dir)
     if cells is not None:
+        cells = selection.at_threshold(cells)  # the primary threshold of long-form cells
         for x, y in HEATMAP_AXES:
-            if {x, y, *selection.COUNT_COLUMNS} <= set(cells.column_names):
+            if {x, y, *selection.COUNT_COLUMNS} <= set(cells):
                 plots.completeness_heatmap(run_dir / REPORT_DIR / COMPLETENESS_HEATMAP.format(x=x, y=y), cells, x, y)
 
 
@@ -118,8 +119,9 @@ def _csv(rows: Sequence[dict[str, Any]]) -> str:
 
 
 def write_tables(run_dir: Path) -> None:
-    """report/strata.csv (every stratum) and report/selection_cells.csv (every grid cell with k/n
-    and the posterior recomputed from the counts) — what the card links instead of printing."""
+    """report/strata.csv (every stratum) and report/selection_cells.csv (every grid cell, and every
+    threshold of long-form cells, with k/n and the posterior recomputed from the counts) — what
+    the card links instead of printing."""
     from dhs_eval import card, selection
 
     evaluation, _ = load_json(run_dir / EVALUATE_ARTIFACTS["metrics"])
@@ -132,10 +134,10 @@ def write_tables(run_dir: Path) -> None:
         cols = selection._columns(cells)
         k, n = cols["n_detected"], cols["n_ok"]
         post = selection.completeness_posterior(k, n)
-        keep = [c for c in ("cell_id", *selection.AXES) if c in cols]
+        keep = [c for c in ("cell_id", "threshold_name", "threshold", *selection.AXES, "n_unique_hosts") if c in cols]
         out = [{**{c: cols[c][i].item() if hasattr(cols[c][i], "item") else cols[c][i] for c in keep},
-                "n_detected": int(k[i]), "n_ok": int(n[i]), "fraction_detected": float(k[i] / n[i]) if n[i] else None,
-                **{name: float(v[i]) for name, v in post.items()}} for i in range(len(k))]
+                "n_detected": int(k[i]), "n_ok": int(n[i]), **{name: float(v[i]) for name, v in post.items()}}
+               for i in range(len(k))]
         write_text(run_dir / REPORT_DIR / CELLS_CSV, _csv(out))
 
 

@@ -1,12 +1,15 @@
 """Selection-function statistics: completeness per grid cell, detection thresholds, marginals.
 
 Injection-recovery gives, per cell of the (theta_E, PSF, depth, source magnitude) grid, the
-number of injections scored validly (``n_ok``) and the number of those above the detection
-threshold (``n_detected``). Completeness is reported as the Jeffreys posterior
-Beta(k+1/2, n-k+1/2): its median (column ``completeness``) and central 68 % / 95 % intervals
-(``completeness_low_68`` ... ``completeness_high_95``). Unlike k/n with a Wald error it stays
-inside [0, 1] and is honest for cells with few injections or completeness near 0 or 1. A cell
-with n = 0 has no completeness (NaN), never 0. The raw k/n is ``fraction_detected``.
+number of injections scored validly (``n_ok``) and the number of those at or above a detection
+threshold (``n_detected``, the k of k/n). ``completeness`` is k/n, as the published tables give
+it; the Jeffreys posterior Beta(k+1/2, n-k+1/2) gives its median (``completeness_median``) and
+central 68 % / 95 % intervals (``completeness_low_68`` ... ``completeness_high_95``), which stay
+inside [0, 1] and are honest for cells with few injections or completeness near 0 or 1. A cell
+with n = 0 has no completeness (NaN), never 0.
+
+When a cell had to reuse hosts, its n injections are not n independent trials: the intervals
+on unique hosts (:func:`unique_host_posterior`) scale the counts to the number of distinct hosts.
 
 The detection threshold comes from a target FPR on *validly scored* negatives only: a cutout that
 failed to score is not a negative that passed, and counting it would lower the achieved FPR.
@@ -25,21 +28,24 @@ from typing import Any, Mapping, Sequence
 import numpy as np
 
 from dhs_eval.errors import MetricInputError
-from dhs_eval.intervals import _counts, jeffreys_posterior
+from dhs_eval.intervals import POSTERIOR_INTERVALS, _counts, jeffreys_posterior
 
 COUNT_COLUMNS = ("n_detected", "n_ok")
-#: the axes of the selection-function grid, in the order marginal tables are reported
-AXES = ("theta_e", "source_mag", "psfsize_r", "psfdepth_r")
+#: the axes of the selection-function grid, in the order marginal tables are reported (the
+#: field's units: theta_E and PSF FWHM in arcsec, 5-sigma depth and source magnitude in AB mag)
+AXES = ("theta_e", "beta_frac", "source_mag", "depth_m5", "psfsize_r")
 
 
 def completeness_posterior(n_detected: object, n_ok: object) -> dict[str, np.ndarray]:
-    """Posterior median ``completeness`` and ``completeness_low_68/high_68/low_95/high_95``, batched.
+    """``completeness`` = k/n, the posterior median ``completeness_median`` and the intervals
+    ``completeness_low_68/high_68/low_95/high_95``, batched.
 
     ``n_detected`` and ``n_ok`` are counts of the same shape (or scalars) with 0 <= k <= n;
     NaN where ``n_ok`` = 0.
     """
     post = jeffreys_posterior(n_detected, n_ok)
-    return {"completeness" if key == "median" else f"completeness_{key}": val for key, val in post.items()}
+    return {"completeness": fraction_detected(n_detected, n_ok),
+            **{f"completeness_{key}": val for key, val in post.items()}}
 
 
 def fraction_detected(n_detected: object, n_ok: object) -> np.ndarray:
@@ -47,6 +53,31 @@ def fraction_detected(n_detected: object, n_ok: object) -> np.ndarray:
     k, n = _counts(n_detected, n_ok)
     with np.errstate(invalid="ignore", divide="ignore"):
         return np.where(n > 0, k / np.maximum(n, 1), np.nan)
+
+
+def unique_host_posterior(n_detected: object, n_ok: object, n_unique: object) -> dict[str, np.ndarray]:
+    """Jeffreys intervals of a cell whose ``n_ok`` injections used only ``n_unique`` distinct hosts.
+
+    Arcs painted into the same host share its light, noise and neighbours, so they are not
+    independent trials; the effective number of trials is taken as the number of hosts: the
+    counts are scaled to k u / n successes in u trials, Beta(k u/n + 1/2, (n - k) u/n + 1/2).
+    With u = n (no reuse) these are the nominal intervals. Keys ``completeness_low_68_unique``
+    ... ``completeness_high_95_unique``; NaN where n = 0.
+    """
+    from scipy import stats
+
+    k, n = _counts(n_detected, n_ok)
+    u = np.broadcast_to(np.asarray(n_unique, dtype=np.float64), n.shape)
+    if np.any(u < 0) or np.any(u > n):
+        raise MetricInputError("n_unique must satisfy 0 <= n_unique <= n_ok")
+    empty = (n == 0) | (u == 0)
+    scale = np.where(empty, 1.0, u / np.maximum(n, 1))
+    a, b = k * scale + 0.5, np.where(empty, 1.0, (n - k) * scale + 0.5)
+    out = {}
+    for tag, low, high in POSTERIOR_INTERVALS:
+        out[f"completeness_low_{tag}_unique"] = np.where(empty, np.nan, stats.beta.ppf(low, a, b))
+        out[f"completeness_high_{tag}_unique"] = np.where(empty, np.nan, stats.beta.ppf(high, a, b))
+    return out
 
 
 @dataclass(frozen=True)
@@ -112,9 +143,12 @@ def marginal(cells: Any, by: str | Sequence[str]) -> dict[str, np.ndarray]:
     Counts are added before the posterior is formed (pooling injections), which is what a
     marginal completeness means; averaging per-cell completeness would weight sparse cells wrongly.
     Rows are sorted by the ``by`` values (lexicographically for two columns); the result has the
-    ``by`` columns, ``n_detected``, ``n_ok``, ``fraction_detected`` and the completeness posterior.
+    ``by`` columns, ``n_detected``, ``n_ok``, ``completeness`` (k/n) and the posterior.
+
+    ``cells`` in long form (one row per cell and threshold, a ``threshold_name`` column) must be
+    narrowed to one threshold first (:func:`at_threshold`): pooling across thresholds is refused.
     """
-    cols = _columns(cells)
+    cols = _single_threshold(_columns(cells))
     keys = [by] if isinstance(by, str) else list(by)
     missing = [c for c in (*keys, *COUNT_COLUMNS) if c not in cols]
     if missing:
@@ -131,8 +165,7 @@ def marginal(cells: Any, by: str | Sequence[str]) -> dict[str, np.ndarray]:
     k = np.round(np.bincount(index, weights=cols["n_detected"].astype(np.float64), minlength=groups.size))
     n = np.round(np.bincount(index, weights=cols["n_ok"].astype(np.float64), minlength=groups.size))
     out = {key: np.asarray(cols[key])[first] for key in keys}
-    return {**out, "n_detected": k.astype(np.int64), "n_ok": n.astype(np.int64),
-            "fraction_detected": fraction_detected(k, n), **completeness_posterior(k, n)}
+    return {**out, "n_detected": k.astype(np.int64), "n_ok": n.astype(np.int64), **completeness_posterior(k, n)}
 
 
 def marginal_tables(cells: Any, axes: Sequence[str] = AXES) -> dict[str, dict[str, list]]:
@@ -143,11 +176,50 @@ def marginal_tables(cells: Any, axes: Sequence[str] = AXES) -> dict[str, dict[st
 
 
 def summary(cells: Any) -> dict[str, float]:
-    """Completeness pooled over every cell: counts (int), ``fraction_detected`` and the posterior."""
-    cols = _columns(cells)
+    """Completeness over every cell, both ways, labelled: pooled counts (``n_detected``, ``n_ok``,
+    ``completeness`` = pooled k/n and its posterior) and ``mean_over_cells`` (the unweighted
+    mean of the per-cell k/n over the cells with n > 0, as the published summaries give it),
+    with ``n_cells`` and ``n_cells_empty``."""
+    cols = _single_threshold(_columns(cells))
     k, n = int(np.sum(cols["n_detected"])), int(np.sum(cols["n_ok"]))
-    return {"n_detected": k, "n_ok": n, "fraction_detected": float(fraction_detected(k, n)),
-            **{key: float(val) for key, val in completeness_posterior(k, n).items()}}
+    per_cell = fraction_detected(cols["n_detected"], cols["n_ok"])
+    filled = np.isfinite(per_cell)
+    return {"n_detected": k, "n_ok": n, **{key: float(val) for key, val in completeness_posterior(k, n).items()},
+            "mean_over_cells": float(per_cell[filled].mean()) if filled.any() else math.nan,
+            "n_cells": int(per_cell.size), "n_cells_empty": int((~filled).sum())}
+
+
+def threshold_names(cells: Any) -> list[str]:
+    """The thresholds of long-form cells, primary first (empty for one-threshold cells)."""
+    cols = _columns(cells)
+    if "threshold_name" not in cols:
+        return []
+    names = [str(v) for v in cols["threshold_name"]]
+    order = dict.fromkeys(n for n, p in zip(names, cols.get("primary", [False] * len(names))) if p)
+    order.update(dict.fromkeys(names))
+    return list(order)
+
+
+def at_threshold(cells: Any, name: str | None = None) -> dict[str, np.ndarray]:
+    """The rows of one threshold of long-form cells (``name``; None: the primary one) as columns.
+
+    One-threshold cells (no ``threshold_name`` column) are returned unchanged."""
+    cols = _columns(cells)
+    if "threshold_name" not in cols:
+        return cols
+    names = threshold_names(cols)
+    name = names[0] if name is None else name
+    if name not in names:
+        raise MetricInputError(f"threshold {name!r} is not in these cells; present: {', '.join(names)}")
+    keep = np.asarray([str(v) == name for v in cols["threshold_name"]])
+    return {key: np.asarray(val)[keep] for key, val in cols.items()}
+
+
+def _single_threshold(cols: dict[str, np.ndarray]) -> dict[str, np.ndarray]:
+    if "threshold_name" in cols and len(set(map(str, cols["threshold_name"]))) > 1:
+        raise MetricInputError("these cells hold several thresholds (one row per cell and threshold); "
+                               "select one with dhs_eval.selection.at_threshold(cells, name) first")
+    return cols
 
 
 def as_rows(table: Mapping[str, Sequence]) -> list[dict[str, Any]]:

@@ -6,8 +6,11 @@ directory, as the stage declares them.
 
 #: the selection-function stage's directory inside a run directory
 SELECTION_DIR = "selection_function"
-#: one row per grid cell: counts and completeness with intervals
+#: one row per grid cell and threshold: counts and completeness with intervals
 CELLS = "cells.parquet"
+#: one row per sensitivity variant, grid cell and threshold: completeness of the variant and its
+#: Delta C against the unperturbed grid (common random numbers)
+SENSITIVITY = "sensitivity.parquet"
 #: threshold, grid, injector and counts of the whole grid
 META = "meta.json"
 #: one row per injection (parameters, host, score, status)
@@ -22,4 +25,5 @@ ARTIFACTS = {
     "cells": f"{SELECTION_DIR}/{CELLS}",
     "meta": f"{SELECTION_DIR}/{META}",
     "gallery": f"{SELECTION_DIR}/{GALLERY}",
+    "sensitivity": f"{SELECTION_DIR}/{SENSITIVITY}",
 }

@@ -118,3 +118,27 @@ def draw_clumps(prior: PriorConfig, src_r_e: np.ndarray, rng: np.random.Generato
     clumps[..., 3] = rng.uniform(*prior.clump_sigma_frac, (n, MAX_CLUMPS)) * src_r_e[:, None]
     clumps[~active] = [0.0, 0.0, 0.0, 1.0]
     return clumps, count, frac
+
+
+def perturb_parameters(perturb, prior: PriorConfig, params: dict[str, np.ndarray], clumps: np.ndarray | None):
+    """(params, clumps, PSF FWHM scale) to render, from the drawn ones and a
+    :class:`dhs_inject.injectors.configs.Perturbation` (common random numbers: nothing is redrawn).
+
+    The inputs are not modified. ``lens_q`` maps each drawn q from the prior's range to the new
+    one at the same quantile, so the q order of the injections is kept."""
+    if perturb.is_identity():
+        return params, clumps, 1.0
+    p = {k: np.array(v, copy=True) for k, v in params.items()}
+    if perturb.src_r_e_scale != 1.0:
+        p["src_r_e"] = p["src_r_e"] * perturb.src_r_e_scale
+        if clumps is not None:
+            clumps = np.array(clumps, copy=True)
+            clumps[..., 1:4] *= perturb.src_r_e_scale  # offsets and sizes scale with the source
+    p["src_g_r"] = p["src_g_r"] + perturb.src_g_r_shift
+    p["src_r_mag"] = p["src_r_mag"] + perturb.src_r_mag_shift
+    if perturb.lens_q is not None:
+        lo, hi = prior.lens_q
+        u = (p["lens_q"] - lo) / (hi - lo) if hi > lo else np.full_like(p["lens_q"], 0.5)
+        new_lo, new_hi = perturb.lens_q
+        p["lens_q"] = new_lo + np.clip(u, 0.0, 1.0) * (new_hi - new_lo)
+    return p, clumps, float(perturb.psf_fwhm_scale)

@@ -8,7 +8,7 @@ import torch
 from dhs_inject import engine, noise
 from dhs_inject.errors import require
 from dhs_inject.injectors.configs import InjectorConfig
-from dhs_inject.priors import draw_clumps, draw_parameters
+from dhs_inject.priors import draw_clumps, draw_parameters, perturb_parameters
 
 
 class BaseInjector:
@@ -28,6 +28,11 @@ class BaseInjector:
         params = draw_parameters(self.config.prior, len(hosts), rng)
         clumps, params["n_clumps"], params["clump_frac"] = draw_clumps(self.config.prior, params["src_r_e"], rng)
         return params, clumps
+
+    def perturbed(self, params, clumps):
+        """(params, clumps, PSF FWHM scale) to render under ``config.perturb`` (see
+        :func:`dhs_inject.priors.perturb_parameters`)."""
+        return perturb_parameters(self.config.perturb, self.config.prior, params, clumps)
 
     def render(self, params, clumps, psfsize_r: torch.Tensor, n_pix: int, rng) -> engine.ArcImages:
         kernels = engine.make_kernels(psfsize_r, pixel_scale=self.config.pixel_scale, model=self.config.psf,
@@ -64,9 +69,14 @@ class BaseInjector:
         idx = chosen[ok]
         sel_meta = {k: np.asarray(v)[idx] for k, v in host_meta.items()}
         params, clumps = self.draw(hosts[idx], sel_meta, rng)
+        # a sensitivity perturbation changes what is rendered, never what was drawn (and records
+        # the drawn values): the same rng stream is consumed whatever the perturbation
+        shown, shown_clumps, psf_scale = self.perturbed(params, clumps)
         engine.lens_e1e2(params)
-        psfsize = torch.as_tensor(np.asarray(sel_meta["psfsize_r"], float), dtype=self.dtype)
-        arc = self.render(params, clumps, psfsize, hosts.shape[-1], rng)
+        if shown is not params:
+            engine.lens_e1e2(shown)
+        psfsize = torch.as_tensor(np.asarray(sel_meta["psfsize_r"], float) * psf_scale, dtype=self.dtype)
+        arc = self.render(shown, shown_clumps, psfsize, hosts.shape[-1], rng)
         host_t = torch.as_tensor(hosts[idx], dtype=self.dtype)
         if self.config.noise == "psfdepth" and "psfdepth_r" in sel_meta:
             depth = torch.as_tensor(np.asarray(sel_meta["psfdepth_r"], float), dtype=self.dtype)

@@ -8,16 +8,51 @@ from __future__ import annotations
 
 from typing import Annotated, Literal
 
-from pydantic import Field
+from pydantic import Field, field_validator, model_validator
 
 from dhs_core import ComponentConfig
 from dhs_inject.priors import PriorConfig
+
+
+class Perturbation(ComponentConfig):
+    """A controlled change of the injected population, for sensitivity analysis.
+
+    Applied after the parameters are drawn, so the same random draws (hosts, positions, every
+    other parameter, noise) are kept and only the perturbed quantity changes (common random
+    numbers): the identity perturbation renders byte-identical injections. The injection record
+    keeps the drawn (unperturbed) parameters; the variant records what was changed.
+    """
+
+    # arcs rendered with the host's PSF FWHM times this (the host image itself is unchanged)
+    psf_fwhm_scale: float = Field(1.0, gt=0, le=3)
+    # source half-light radii, and with them the clump offsets and sizes, times this
+    src_r_e_scale: float = Field(1.0, gt=0, le=10)
+    # added to the source g - r colour (mag; the r flux is unchanged)
+    src_g_r_shift: float = Field(0.0, ge=-2, le=2)
+    # added to the unlensed source r magnitude (negative: brighter; every band alike)
+    src_r_mag_shift: float = Field(0.0, ge=-5, le=5)
+    # lens axis-ratio range replacing the prior's: each drawn q keeps its quantile in the range
+    lens_q: tuple[float, float] | None = None
+
+    @field_validator("lens_q")
+    @classmethod
+    def _q_range(cls, v: tuple[float, float] | None) -> tuple[float, float] | None:
+        if v is not None and not (0 < v[0] <= v[1] <= 1):
+            raise ValueError(f"lens_q = {list(v)}: an axis-ratio range [lo, hi] needs 0 < lo <= hi <= 1")
+        return v
+
+    def is_identity(self) -> bool:
+        return (self.psf_fwhm_scale == 1.0 and self.src_r_e_scale == 1.0 and self.src_g_r_shift == 0.0
+                and self.src_r_mag_shift == 0.0 and self.lens_q is None)
 
 
 class InjectorConfig(ComponentConfig):
     """Options common to every injection model."""
 
     prior: PriorConfig = PriorConfig()  # parameter priors
+    # sensitivity perturbation applied to the drawn parameters (the selection function's
+    # [[selection_function.sensitivity]] entries set it; default: none)
+    perturb: Perturbation = Perturbation()
     pixel_scale: float = Field(0.262, gt=0)  # arcsec per pixel of the cutouts
     # sub-pixels per pixel side for ray shooting: "adaptive" (refined where the profile needs it,
     # up to max_supersample, to the tolerance of docs/inject.md) or a fixed integer >= 1
@@ -51,6 +86,13 @@ class Model2Config(InjectorConfig):
     """Model 2 options."""
 
     min_lens_q: float = 0.3  # floor of the light-traced lens axis ratio
+
+    @model_validator(mode="after")
+    def _no_prior_q_perturbation(self) -> Model2Config:
+        if self.perturb.lens_q is not None:
+            raise ValueError("perturb.lens_q changes the prior's lens axis-ratio range, but model2 takes the lens q "
+                             "from the host's light; use model1 for a lens-q sensitivity variant")
+        return self
 
 
 class Model3Config(InjectorConfig):

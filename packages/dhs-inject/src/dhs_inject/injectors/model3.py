@@ -30,7 +30,7 @@ from dhs_inject.arc_residuals import extract_arc_residuals, fit_to_size
 from dhs_inject.errors import InjectionParameterError
 from dhs_inject.injectors.base import BaseInjector
 from dhs_inject.injectors.configs import Model3Config
-from dhs_inject.priors import draw_parameters
+from dhs_inject.priors import draw_parameters, perturb_parameters
 from dhs_inject.stamps import hdf_stamps, load_fits_stamps
 
 UNUSED_SERSIC = ("src_n", "src_q", "src_phi")
@@ -92,6 +92,21 @@ class Model3Injector(BaseInjector):
         else:
             params["src_stamp_scale"] = params["src_r_e"] / half_light
         return params, _orient(lib.stamps[params["src_stamp_index"]], params["src_stamp_orient"])
+
+    def perturbed(self, params, sources):
+        """Sensitivity perturbations of stamp sources: the stamps stay, ``src_r_e_scale`` scales their
+        arcsec-per-pixel (so the half-light radius) instead of clump offsets; re-injected real arc
+        residuals have no parameters to perturb but the PSF (refused otherwise)."""
+        pert = self.config.perturb
+        if self.residuals is not None:
+            if not pert.is_identity():
+                raise InjectionParameterError("model3 with real_arc_residuals re-injects observed arcs: there is no source "
+                                 "parameter to perturb; drop the sensitivity variant or use stamp sources")
+            return params, sources, 1.0
+        shown, _, psf_scale = perturb_parameters(pert, self.config.prior, params, None)
+        if shown is not params and pert.src_r_e_scale != 1.0:
+            shown["src_stamp_scale"] = shown["src_stamp_scale"] * pert.src_r_e_scale
+        return shown, sources, psf_scale
 
     def render(self, params, sources, psfsize_r: torch.Tensor, n_pix: int, rng) -> engine.ArcImages:
         kernels = engine.make_kernels(psfsize_r, pixel_scale=self.config.pixel_scale, model=self.config.psf,

@@ -52,15 +52,18 @@ class CellTask:
     seed: int = 0  # ctx.seed_for(cell_id)
 
 
-def cell_injector_config(injector: dict[str, Any], theta_e: float, mag_lo: float, mag_hi: float):
-    """(component, config) of the injector with its prior pinned to the cell's theta_E and magnitude bin."""
-    where = "selection_function.injector"
+def cell_injector_config(injector: dict[str, Any], theta_e: float, mag_lo: float, mag_hi: float,
+                         beta_frac: tuple[float, float] | None = None, where: str = "selection_function.injector"):
+    """(component, config) of the injector with its prior pinned to the cell's theta_E, magnitude
+    bin and (when the grid bins it) beta_frac bin."""
     comp, _ = plugins.resolve("injector", injector, where=where)
     if "prior" not in comp.Config.model_fields:
         raise UserError(f"selection_function.injector {comp.name!r} has no 'prior' option, so the grid cannot set "
                         "theta_e and the source magnitude per cell; use an injector built on dhs_inject's "
                         "InjectorConfig (model1, model2)")
     prior = {**dict(injector.get("prior") or {}), "theta_e": (theta_e, theta_e), "src_r_mag": (mag_lo, mag_hi)}
+    if beta_frac is not None:
+        prior["beta_frac"] = tuple(beta_frac)
     return plugins.resolve("injector", {**injector, "prior": prior}, where=where)
 
 
@@ -86,7 +89,8 @@ def run_cell(task: CellTask) -> dict[str, Any]:
     from dhs_data.stores import open_store
 
     cell = task.cell
-    comp, cfg = cell_injector_config(task.injector, cell["theta_e"], cell["source_mag_lo"], cell["source_mag_hi"])
+    comp, cfg = cell_injector_config(task.injector, cell["theta_e"], cell["source_mag_lo"], cell["source_mag_hi"],
+                                     _beta_bin(cell))
     injector = comp.impl(cfg)
     finder = load_finder(task.checkpoint, preprocess=task.preprocess, what="selection_function: checkpoint")
     meta_columns = finder.metadata_columns
@@ -148,6 +152,10 @@ def run_cell(task: CellTask) -> dict[str, Any]:
     return counts
 
 
+def _beta_bin(cell: dict[str, Any]) -> tuple[float, float] | None:
+    return (cell["beta_frac_lo"], cell["beta_frac_hi"]) if "beta_frac_lo" in cell else None
+
+
 def _append(rows: dict[str, list], key: str, values: np.ndarray) -> None:
     rows.setdefault(key, []).extend(values.tolist())
 
@@ -161,6 +169,10 @@ def _check_cell_parameters(params: dict[str, np.ndarray], cell: dict[str, Any], 
                         "an injector used by the selection function must draw from its prior")
     if mag.size and ((mag < cell["source_mag_lo"] - 1e-9).any() or (mag > cell["source_mag_hi"] + 1e-9).any()):
         raise UserError(f"injector {name!r} drew source magnitudes outside cell {cell['cell_id']}")
+    beta = np.asarray(params.get("beta_frac", []), float)
+    bounds = _beta_bin(cell)
+    if bounds and beta.size and ((beta < bounds[0] - 1e-9).any() or (beta > bounds[1] + 1e-9).any()):
+        raise UserError(f"injector {name!r} drew beta_frac outside cell {cell['cell_id']}")
 
 
 def read_cell(path: str | Path) -> tuple[dict[str, Any], pa.Table]:

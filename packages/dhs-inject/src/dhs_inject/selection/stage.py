@@ -5,7 +5,9 @@ executor task writing ``selection_function/cells/<cell_id>-<digest>.parquet``; t
 everything that determines the cell (its definition, injector config, hosts, checkpoint SHA-256,
 preprocessor, batch size, seed), so a killed run resumes per finished cell while a changed input
 never reuses a stale cell. Detection (score >= threshold) is applied when aggregating, from the
-stored scores, into ``cells.parquet``; ``meta.json`` records the threshold and every count.
+stored scores, at every configured threshold into ``cells.parquet`` (long form: one row per cell
+and threshold); ``meta.json`` records the thresholds, every count and the summaries (pooled k/n
+and the mean over cells, labelled, and the marginal tables by axis, per threshold).
 
 The stage is registered as an instance, so this module imports no torch, scipy or matplotlib at
 module level: the cell worker, the statistics and the plots are imported inside the functions
@@ -14,6 +16,7 @@ that use them.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -28,7 +31,7 @@ from dhs_core.errors import UserError
 from dhs_core.io import atomic_path, sha256_file, write_json
 from dhs_data import layout as data_layout
 from dhs_inject.__about__ import __version__
-from dhs_inject.layout import ARTIFACTS, CELL_DIR, CELLS, GALLERY, INJECTIONS, META
+from dhs_inject.layout import ARTIFACTS, CELL_DIR, CELLS, GALLERY, INJECTIONS, META, SENSITIVITY
 from dhs_inject.selection.config import SelectionFunctionConfig
 from dhs_models import layout as models_layout
 
@@ -56,24 +59,50 @@ def select_hosts(manifest: pa.Table, cfg: SelectionFunctionConfig, source: str) 
     return hosts
 
 
-def detection_threshold(cfg: SelectionFunctionConfig, run_dir: Path, manifest: pa.Table):
+def detection_thresholds(cfg: SelectionFunctionConfig, run_dir: Path, manifest: pa.Table) -> list[tuple[str, Any]]:
+    """(name, :class:`dhs_eval.selection.Threshold`) of every configured threshold, primary first.
+
+    FPR thresholds come from the validly scored negatives of ``threshold_split``, all from the
+    same scores. An FPR below 1/n_valid cannot be resolved by that sample: from the
+    ``thresholds`` table it is reported (``resolvable`` False, its status) and gets no cell rows
+    (its completeness is not guessed); the single ``target_fpr`` form keeps its documented
+    behaviour (a threshold just above every negative, flagged)."""
     from dhs_eval.selection import fixed_threshold, threshold_at_fpr
 
-    if cfg.threshold is not None:
-        return fixed_threshold(cfg.threshold)
-    scores = pq.read_table(run_dir / models_layout.ARTIFACTS["scores"])
-    scores = scores.filter(pc.equal(scores.column("split"), cfg.threshold_split))
-    label = dict(zip(manifest.column("galaxy_id").to_pylist(), manifest.column("label").to_pylist()))
-    neg = np.array([s for g, s in zip(scores.column("galaxy_id").to_pylist(),
-                                      scores.column("score").to_numpy(zero_copy_only=False)) if label.get(g) == 0],
-                   dtype=np.float64)
-    thr = threshold_at_fpr(neg, cfg.target_fpr)
-    if thr.n_valid == 0:
-        raise UserError(f"selection_function.target_fpr: {models_layout.ARTIFACTS['scores']} has no validly scored "
-                        "negatives in "
-                        f"split {cfg.threshold_split!r}; set threshold_split to a split with negatives or give "
-                        "a fixed threshold")
-    return thr
+    entries = cfg.threshold_entries()
+    neg = None
+    out = []
+    for name, kind, value in entries:
+        if kind == "fixed":
+            out.append((name, fixed_threshold(value)))
+            continue
+        if neg is None:
+            scores = pq.read_table(run_dir / models_layout.ARTIFACTS["scores"])
+            scores = scores.filter(pc.equal(scores.column("split"), cfg.threshold_split))
+            label = dict(zip(manifest.column("galaxy_id").to_pylist(), manifest.column("label").to_pylist()))
+            neg = np.array([s for g, s in zip(scores.column("galaxy_id").to_pylist(),
+                                              scores.column("score").to_numpy(zero_copy_only=False))
+                            if label.get(g) == 0], dtype=np.float64)
+        thr = threshold_at_fpr(neg, value)
+        if thr.n_valid == 0:
+            raise UserError(f"selection_function: FPR threshold {name}: {models_layout.ARTIFACTS['scores']} has no "
+                            f"validly scored negatives in split {cfg.threshold_split!r}; set threshold_split to a "
+                            "split with negatives or give fixed thresholds")
+        out.append((name, thr))
+    return out
+
+
+def usable_thresholds(cfg: SelectionFunctionConfig, thresholds: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    """The thresholds that get cell rows: all, except unresolvable FPRs of the ``thresholds`` table."""
+    if cfg.thresholds is None:
+        return thresholds
+    usable = [(n, t) for n, t in thresholds if t.resolvable is not False]
+    if not usable:
+        n_valid = thresholds[0][1].n_valid
+        raise UserError(f"selection_function.thresholds: no threshold is usable: every FPR is below 1/n_valid = "
+                        f"1/{n_valid:,} on the {cfg.threshold_split!r} negatives (not resolvable); add a larger "
+                        "FPR or a fixed threshold")
+    return usable
 
 
 class SelectionFunctionStage(Stage):
@@ -97,7 +126,7 @@ class SelectionFunctionStage(Stage):
 
     def run(self, ctx: StageContext) -> dict[str, float]:
         from dhs_data.manifest import read_manifest
-        from dhs_eval import plots
+        from dhs_eval import plots, selection
         from dhs_eval.selection import completeness_posterior
         from dhs_inject.selection import grid as grids
         from dhs_inject.selection.cell import CellTask, cell_injector_config, run_cell
@@ -111,7 +140,14 @@ class SelectionFunctionStage(Stage):
         # network exactly as the training cutouts did
         finder = load_finder(checkpoint, preprocess=preprocess, what="selection_function: checkpoint")
         injector = _dump(cfg.injector)
-        cell_injector_config(injector, cfg.theta_e.start, cfg.source_mag_edges[0], cfg.source_mag_edges[1])
+        beta0 = tuple(cfg.beta_frac_edges[:2]) if cfg.beta_frac_edges else None
+        cell_injector_config(injector, cfg.theta_e.start, cfg.source_mag_edges[0], cfg.source_mag_edges[1], beta0)
+        # each sensitivity variant: the same injector with a perturbation (checked now, not mid-grid)
+        variants = {v.name: {**injector, "perturb": v.model_dump(mode="json", exclude={"name"})}
+                    for v in cfg.sensitivity}
+        for name, inj in variants.items():
+            cell_injector_config(inj, cfg.theta_e.start, cfg.source_mag_edges[0], cfg.source_mag_edges[1], beta0,
+                                 where=f"selection_function.sensitivity[{name}]")
         manifest = read_manifest(data_dir / data_layout.MANIFEST)
         hosts = select_hosts(manifest, cfg, str(data_dir / data_layout.MANIFEST))
         psf = hosts.column("psfsize_r").to_numpy(zero_copy_only=False).astype(float)
@@ -123,6 +159,7 @@ class SelectionFunctionStage(Stage):
         common = {"ckpt": sha256_file(checkpoint), "preprocess": preprocess, "injector": injector,
                   "batch_size": cfg.batch_size, "dhs_inject": __version__}
         tasks, n_hosts = [], {}
+        variant_tasks: dict[str, list] = {name: [] for name in variants}
         for cell in grid.cells():
             candidates = grid.hosts_in(cell)
             n_hosts[cell["cell_id"]] = int(candidates.size)
@@ -134,6 +171,11 @@ class SelectionFunctionStage(Stage):
                 output=str(cell_dir / f"{cell['cell_id']}-{digest}.parquet"), cell=cell, data_dir=str(data_dir),
                 checkpoint=str(checkpoint), preprocess=preprocess, injector=injector, host_keys=task_keys,
                 host_meta={c: v[chosen].tolist() for c, v in columns.items()}, batch_size=cfg.batch_size, seed=seed))
+            for name, inj in variants.items():  # same hosts, same seed: common random numbers
+                digest = grids.task_digest({**common, "injector": inj, "cell": cell, "hosts": task_keys, "seed": seed})
+                variant_tasks[name].append(replace(
+                    tasks[-1], injector=inj,
+                    output=str(cell_dir / f"{_slug(name)}__{cell['cell_id']}-{digest}.parquet")))
         empty = [c for c, n in n_hosts.items() if n == 0]
         if empty:
             ctx.log(f"selection_function: {len(empty)} cells have no host in their PSF x depth bin "
@@ -141,29 +183,43 @@ class SelectionFunctionStage(Stage):
         if ctx.fresh:  # --force: recompute every cell, reuse none
             for old in cell_dir.glob("*.parquet"):
                 old.unlink(missing_ok=True)
-        ctx.executor.map(run_cell, tasks, progress=ctx.progress, desc="selection-function cells")
+        every_task = tasks + [t for ts in variant_tasks.values() for t in ts]
+        ctx.executor.map(run_cell, every_task, progress=ctx.progress,
+                         desc="selection-function cells" + (f" (+{len(variants)} sensitivity variants)" if variants else ""))
         stats = dict(getattr(ctx.executor, "last_stats", {}) or {})
         ctx.log(f"selection_function: {stats.get('run', '?')} cells computed, {stats.get('skipped', '?')} reused")
-        keep = {Path(t.output).name for t in tasks}
+        keep = {Path(t.output).name for t in every_task}
         for stale in cell_dir.glob("*.parquet"):
             if stale.name not in keep:  # cells of earlier inputs: never mixed into these results
                 stale.unlink(missing_ok=True)
-        threshold = detection_threshold(cfg, ctx.run_dir, manifest)
-        cells, injections, failures = self._aggregate(tasks, n_hosts, threshold.threshold)
+        all_thresholds = detection_thresholds(cfg, ctx.run_dir, manifest)
+        thresholds = usable_thresholds(cfg, all_thresholds)
+        primary_name, threshold = thresholds[0]
+        cells, injections, failures = self._aggregate(tasks, n_hosts, thresholds)
         with atomic_path(ctx.stage_dir / CELLS) as tmp:
             pq.write_table(pa.table(cells), tmp)
         injections = pa.concat_tables(injections, promote_options="default") if injections else None
+        sensitivity = None
+        if variants:
+            table, sensitivity = _sensitivity(self._aggregate, variant_tasks, n_hosts, thresholds, cells)
+            with atomic_path(ctx.stage_dir / SENSITIVITY) as tmp:
+                pq.write_table(table, tmp)
         if injections is not None:
             with atomic_path(ctx.stage_dir / INJECTIONS) as tmp:
                 pq.write_table(injections, tmp)
-        total = completeness_posterior(cells["n_detected"].sum(), cells["n_ok"].sum())
-        wide = cells["theta_e"] >= 1.0 - 1e-9
-        total_wide = completeness_posterior(cells["n_detected"][wide].sum(), cells["n_ok"][wide].sum())
+        summaries = {name: {"summary": selection.summary(selection.at_threshold(cells, name)),
+                            "marginals": selection.marginal_tables(selection.at_threshold(cells, name))}
+                     for name, _ in thresholds}
+        primary = selection.at_threshold(cells, primary_name)
+        total = summaries[primary_name]["summary"]
+        wide = primary["theta_e"] >= 1.0 - 1e-9
+        total_wide = completeness_posterior(primary["n_detected"][wide].sum(), primary["n_ok"][wide].sum())
         figures = []
-        if cfg.plots and cells["n_ok"].sum() > 0:
-            title = f"{injector['name']}, score >= {threshold.threshold:.4g}"
-            figures.append(plots.completeness_vs_theta_e(ctx.stage_dir / "completeness_theta_e.png", cells, title).name)
-            figures.append(plots.completeness_heatmap(ctx.stage_dir / "completeness_theta_e_psfsize_r.png", cells,
+        if cfg.plots and primary["n_ok"].sum() > 0:
+            title = f"{injector['name']}, score >= {threshold.threshold:.4g} ({primary_name})"
+            figures.append(plots.completeness_vs_theta_e(ctx.stage_dir / "completeness_theta_e.png", primary,
+                                                         title).name)
+            figures.append(plots.completeness_heatmap(ctx.stage_dir / "completeness_theta_e_psfsize_r.png", primary,
                                                       "theta_e", "psfsize_r", title=title,
                                                       interval_width=False).name)
         meta = {
@@ -171,32 +227,43 @@ class SelectionFunctionStage(Stage):
             "target_fpr": threshold.target_fpr, "achieved_fpr": threshold.achieved_fpr,
             "n_valid_negatives": threshold.n_valid, "threshold_split": cfg.threshold_split,
             "threshold_status": threshold.status, "host_split": cfg.host_split, "per_cell": cfg.per_cell,
+            "primary_threshold": primary_name,
+            "thresholds": [{"name": name, "rows": any(name == n for n, _ in thresholds), **thr.as_dict()}
+                           for name, thr in all_thresholds],
             "n_cells": len(tasks), "n_cells_without_hosts": len(empty),
-            "n_requested": int(cells["n_requested"].sum()), "n_attempted": int(cells["n_attempted"].sum()),
-            "n_ok": int(cells["n_ok"].sum()), "n_failed": int(cells["n_failed"].sum()),
-            "n_detected": int(cells["n_detected"].sum()), "completeness": float(total["completeness"]),
+            "n_cells_host_reuse": int(primary["host_reuse"].sum()),
+            "n_requested": int(primary["n_requested"].sum()), "n_attempted": int(primary["n_attempted"].sum()),
+            "n_ok": int(primary["n_ok"].sum()), "n_failed": int(primary["n_failed"].sum()),
+            "n_detected": int(primary["n_detected"].sum()), "completeness": float(total["completeness"]),
+            "completeness_mean_over_cells": float(total["mean_over_cells"]),
+            "summaries": summaries,
             "failures_by_reason": failures, "threshold_detail": threshold.as_dict(), "injector": injector,
             "bins": {"theta_e": grid.theta_e, "psfsize_r_edges": grid.psfsize_r_edges,
-                     "psfdepth_r_edges": grid.psfdepth_r_edges, "source_mag_edges": grid.source_mag_edges},
+                     "depth_m5_edges": grid.depth_m5_edges, "psfdepth_r_edges": grid.psfdepth_r_edges,
+                     "source_mag_edges": grid.source_mag_edges, "beta_frac_edges": grid.beta_frac_edges},
             "cells_computed": stats.get("run"), "cells_reused": stats.get("skipped"), "figures": figures,
             "flux_qa": _flux_qa(injections),
+            "sensitivity": sensitivity,
         }
-        if cfg.plots and cells["n_ok"].sum() > 0:
+        if cfg.plots and primary["n_ok"].sum() > 0:
             from dhs_inject.selection import gallery
 
             gallery.write(ctx.stage_dir / GALLERY, tasks, ctx.run_dir, data_dir, threshold.threshold,
                           ctx.seed_for("gallery"))
         write_json(ctx.stage_dir / META, meta)
-        out = {"completeness": float(total["completeness"]), "completeness_theta_e_ge_1": float(total_wide["completeness"]),
+        out = {"completeness": float(total["completeness"]),
+               "completeness_mean_over_cells": float(total["mean_over_cells"]),
+               "completeness_theta_e_ge_1": float(total_wide["completeness"]),
                "threshold": float(threshold.threshold), "n_ok": float(meta["n_ok"]), "n_failed": float(meta["n_failed"])}
         if threshold.achieved_fpr is not None:
             out["achieved_fpr"] = float(threshold.achieved_fpr)
         return out
 
     @staticmethod
-    def _aggregate(tasks: list[Any], n_hosts: dict[str, int], threshold: float):
-        from dhs_eval.selection import completeness_posterior
-        from dhs_inject.selection import grid as grids
+    def _aggregate(tasks: list[Any], n_hosts: dict[str, int], thresholds: list[tuple[str, Any]]):
+        """Long-form cells (one row per cell and threshold), the injection rows (``detected`` at the
+        primary threshold) and the failures by reason."""
+        from dhs_eval.selection import completeness_posterior, unique_host_posterior
         from dhs_inject.selection.cell import read_cell
 
         rows: dict[str, list] = {}
@@ -205,35 +272,82 @@ class SelectionFunctionStage(Stage):
             info, table = read_cell(task.output)
             c = task.cell
             scores = table.column("score").to_numpy(zero_copy_only=False)
-            detected = scores >= threshold
             for reason, count in info["failures"].items():
                 failures[reason] = failures.get(reason, 0) + int(count)
+            n_unique = (len(set(table.column("galaxy_id").to_pylist())) if "galaxy_id" in table.column_names
+                        else info["n_ok"])
+            snr = table.column("arc_snr").to_numpy() if table.num_rows else np.array([])
             values = {
                 "cell_id": c["cell_id"], "theta_e": c["theta_e"],
                 "psfsize_r": 0.5 * (c["psfsize_r_lo"] + c["psfsize_r_hi"]),
                 "psfsize_r_lo": c["psfsize_r_lo"], "psfsize_r_hi": c["psfsize_r_hi"],
+                "depth_m5": 0.5 * (c["depth_m5_lo"] + c["depth_m5_hi"]),
+                "depth_m5_lo": c["depth_m5_lo"], "depth_m5_hi": c["depth_m5_hi"],
                 "psfdepth_r": 0.5 * (c["psfdepth_r_lo"] + c["psfdepth_r_hi"]),
                 "psfdepth_r_lo": c["psfdepth_r_lo"], "psfdepth_r_hi": c["psfdepth_r_hi"],
                 "source_mag": 0.5 * (c["source_mag_lo"] + c["source_mag_hi"]),
                 "source_mag_lo": c["source_mag_lo"], "source_mag_hi": c["source_mag_hi"],
+                **({"beta_frac": 0.5 * (c["beta_frac_lo"] + c["beta_frac_hi"]), "beta_frac_lo": c["beta_frac_lo"],
+                    "beta_frac_hi": c["beta_frac_hi"]} if "beta_frac_lo" in c else {}),
                 "n_hosts": n_hosts[c["cell_id"]], "n_requested": info["n_requested"],
                 "n_attempted": info["n_attempted"], "n_ok": info["n_ok"], "n_failed": info["n_failed"],
-                "n_detected": int(detected.sum()),
-                "median_arc_snr": float(np.median(table.column("arc_snr").to_numpy())) if table.num_rows else np.nan,
+                "n_unique_hosts": n_unique, "host_reuse": n_unique < info["n_ok"],
+                "mean_arc_snr": float(np.mean(snr)) if snr.size else np.nan,
+                "median_arc_snr": float(np.median(snr)) if snr.size else np.nan,
             }
-            for key, val in values.items():
-                rows.setdefault(key, []).append(val)
+            for rank, (name, thr) in enumerate(thresholds):
+                row = {**values, "threshold_name": name, "threshold": thr.threshold, "threshold_source": thr.source,
+                       "target_fpr": np.nan if thr.target_fpr is None else thr.target_fpr,
+                       "achieved_fpr": np.nan if thr.achieved_fpr is None else thr.achieved_fpr,
+                       "primary": rank == 0, "n_detected": int((scores >= thr.threshold).sum())}
+                for key, val in row.items():
+                    rows.setdefault(key, []).append(val)
             if table.num_rows:
                 table = table.replace_schema_metadata(None)
                 injections.append(table.append_column("cell_id", pa.array([c["cell_id"]] * table.num_rows))
-                                  .append_column("detected", pa.array(detected)))
+                                  .append_column("detected", pa.array(scores >= thresholds[0][1].threshold)))
         cells = {k: np.asarray(v) for k, v in rows.items()}
-        cells["psfdepth_r_m5"] = grids.psfdepth_to_m5(cells["psfdepth_r"])
-        n = cells["n_ok"]
-        with np.errstate(invalid="ignore", divide="ignore"):
-            cells["fraction_detected"] = np.where(n > 0, cells["n_detected"] / np.maximum(n, 1), np.nan)
-        cells.update(completeness_posterior(cells["n_detected"], n))
+        k, n = cells["n_detected"], cells["n_ok"]
+        cells.update(completeness_posterior(k, n))
+        cells.update(unique_host_posterior(k, n, cells["n_unique_hosts"]))
         return cells, injections, failures
+
+
+def _slug(name: str) -> str:
+    """A variant name as a file-name prefix."""
+    return name.replace("%", "pct")
+
+
+def _sensitivity(aggregate, variant_tasks: dict[str, list], n_hosts: dict[str, int], thresholds, base: dict):
+    """(sensitivity.parquet table, summary) of every variant against the unperturbed cells ``base``.
+
+    Rows line up with ``base`` (the same cells in the same order, the same thresholds), so
+    Delta C = C_variant - C_base per cell and threshold, with C = k/n; a cell empty in either is
+    NaN and left out of the summary: mean Delta C, max |Delta C| and the (sample) standard
+    deviation over cells, per variant and threshold (in completeness units, not per cent)."""
+    columns: dict[str, list] = {}
+    summary: dict[str, dict] = {}
+    for name, tasks in variant_tasks.items():
+        cells, _, failures = aggregate(tasks, n_hosts, thresholds)
+        delta = cells["completeness"] - base["completeness"]
+        block = {
+            "variant": [name] * len(delta), "cell_id": base["cell_id"], "threshold_name": base["threshold_name"],
+            **{axis: base[axis] for axis in ("theta_e", "psfsize_r", "depth_m5", "source_mag", "beta_frac")
+               if axis in base},
+            "n_ok_base": base["n_ok"], "n_detected_base": base["n_detected"], "completeness_base": base["completeness"],
+            "n_ok": cells["n_ok"], "n_detected": cells["n_detected"], "completeness": cells["completeness"],
+            "delta_completeness": delta,
+        }
+        for key, val in block.items():
+            columns.setdefault(key, []).extend(np.asarray(val).tolist())
+        per = {}
+        for thr_name, _ in thresholds:
+            d = delta[(base["threshold_name"] == thr_name) & np.isfinite(delta)]
+            per[thr_name] = {"n_cells": int(d.size), "mean_delta": float(d.mean()) if d.size else None,
+                             "max_abs_delta": float(np.abs(d).max()) if d.size else None,
+                             "std_delta": float(d.std(ddof=1)) if d.size > 1 else None}
+        summary[name] = {"by_threshold": per, "failures_by_reason": failures}
+    return pa.table(columns), summary
 
 
 def _flux_qa(table) -> dict[str, float | None]:
