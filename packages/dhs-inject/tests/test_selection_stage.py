@@ -341,3 +341,31 @@ def test_a_sensitivity_variant_naming_an_unknown_parameter_is_a_spec_error(tmp_p
         dhs_core.run(spec(tmp_path / "run", injector={"name": "model2", "fast_kernel": False},
                           sensitivity=[{"name": "q", "lens_q": [0.7, 1.0]}]))
     assert not (tmp_path / "run").exists()
+
+
+def test_prior_sets_give_their_own_cells_and_summaries(finished, tmp_path):
+    """Dual-prior report in one run: each set's cells (theta_E and magnitude bins inside its ranges)
+    injected with its beta_frac range; a set no cell fits is reported, not faked."""
+    from dhs_inject.selection.cell import read_cell
+
+    run_dir = _copy(finished, tmp_path)
+    near = {"name": "near", "theta_e": [1.0, 1.2], "beta_frac": [0.1, 0.3], "src_r_mag": [20.0, 24.0]}
+    result = dhs_core.run(spec(run_dir, priors=["broad", near], plots=False))
+    assert result.stages["selection_function"] == "ran"
+    sf = run_dir / "selection_function"
+    table = pq.read_table(sf / "prior_sets.parquet").to_pydict()
+    assert set(table["prior_set"]) == {"near"}  # broad's magnitudes (23-26) miss the grid's 21-23 bin
+    assert set(table["theta_e"]) == {1.0} and len(table["cell_id"]) == 2  # theta_E 1.5 is outside near
+    assert set(zip(table["beta_frac_lo"], table["beta_frac_hi"])) == {(0.1, 0.3)}
+    files = sorted((sf / "cells").glob("prior-near__*.parquet"))
+    assert len(files) == 2
+    for path in files:
+        _, rows = read_cell(path)
+        beta = rows.column("beta_frac").to_numpy()
+        assert beta.size and (beta >= 0.1 - 1e-9).all() and (beta <= 0.3 + 1e-9).all()
+    meta = json.loads((sf / "meta.json").read_text())
+    assert "no grid cell" in meta["prior_sets"]["broad"]["status"]
+    summary = meta["prior_sets"]["near"]["by_threshold"]["fpr=0.001"]
+    assert summary["n_ok"] == sum(table["n_ok"]) and summary["n_detected"] == sum(table["n_detected"])
+    card = (run_dir / "MODEL_CARD.md").read_text()
+    assert "Prior sets" in card and "near: θE 1–1.2" in card

@@ -11,6 +11,8 @@ CELLS = "cells.parquet"
 #: one row per sensitivity variant, grid cell and threshold: completeness of the variant and its
 #: Delta C against the unperturbed grid (common random numbers)
 SENSITIVITY = "sensitivity.parquet"
+#: one row per prior set, grid cell and threshold (the dual-prior report)
+PRIOR_SETS = "prior_sets.parquet"
 #: threshold, grid, injector and counts of the whole grid
 META = "meta.json"
 #: one row per injection (parameters, host, score, status)
@@ -26,4 +28,5 @@ ARTIFACTS = {
     "meta": f"{SELECTION_DIR}/{META}",
     "gallery": f"{SELECTION_DIR}/{GALLERY}",
     "sensitivity": f"{SELECTION_DIR}/{SENSITIVITY}",
+    "prior_sets": f"{SELECTION_DIR}/{PRIOR_SETS}",
 }

@@ -101,8 +101,36 @@ def section(run_dir: Path) -> str:
         ("Heatmaps", ", ".join(f"[{Path(f).name}]({f})" for f in present) or "not drawn yet (the report stage draws them)"),
     ])
     lines += table_lines
+    lines += _prior_set_lines(meta)
     lines += _sensitivity_lines(meta, names[0] if names else None)
     return "\n".join(lines)
+
+
+def _range(bounds) -> str:
+    return f"{bounds[0]:g}–{bounds[1]:g}"
+
+
+def _prior_set_lines(meta: dict) -> list[str]:
+    """The prior sets side by side: per threshold, pooled k/n and the mean over cells of each set."""
+    sets = meta.get("prior_sets")
+    if not isinstance(sets, dict) or not sets:
+        return []
+    names = list(sets)
+    out = ["", "Prior sets (each its own cells; k/n pooled, and the mean over cells as published; every cell: "
+           f"[{ARTIFACTS['prior_sets']}]({ARTIFACTS['prior_sets']})):", "",
+           "| threshold | " + " | ".join(f"{n}: θE {_range(sets[n]['theta_e'])}\", β/θE {_range(sets[n]['beta_frac'])}, "
+                                        f"r {_range(sets[n]['src_r_mag'])}" for n in names) + " |",
+           "|---|" + "---:|" * len(names)]
+    thresholds = list(dict.fromkeys(t for n in names for t in (sets[n].get("by_threshold") or {})))
+    for thr in thresholds:
+        cells = []
+        for n in names:
+            s = (sets[n].get("by_threshold") or {}).get(thr)
+            cells.append(sets[n].get("status", "—") if s is None else
+                         f"{s['n_detected']:,}/{s['n_ok']:,} = {fmt(s['completeness'])}; "
+                         f"mean over cells {fmt(s['mean_over_cells'])}")
+        out.append(f"| {thr} | " + " | ".join(cells) + " |")
+    return out
 
 
 def _sensitivity_lines(meta: dict, primary: str | None) -> list[str]:

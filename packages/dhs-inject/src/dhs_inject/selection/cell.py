@@ -153,6 +153,7 @@ def run_cell(task: CellTask) -> dict[str, Any]:
 
 
 def _beta_bin(cell: dict[str, Any]) -> tuple[float, float] | None:
+    """The cell's beta_frac range: its grid bin, or its prior set's range."""
     return (cell["beta_frac_lo"], cell["beta_frac_hi"]) if "beta_frac_lo" in cell else None
 
 

@@ -58,6 +58,38 @@ PUBLISHED_SENSITIVITY = (
 )
 
 
+class PriorSet(ComponentConfig):
+    """A named injection prior for the dual-prior report: the grid cells whose theta_E and source
+    magnitude bin lie inside its ranges, injected with its beta_frac range."""
+
+    # prior-set name (letters, digits, + - . _)
+    name: str = Field(pattern=r"^[A-Za-z0-9+._-]{1,40}$")
+    # Einstein radii included (arcsec): the grid's theta_E values inside [lo, hi]
+    theta_e: tuple[float, float]
+    # source offset / theta_E drawn inside [lo, hi] (area-weighted, as the prior)
+    beta_frac: tuple[float, float]
+    # unlensed source r magnitudes (AB): the grid's magnitude bins that lie inside [lo, hi]
+    src_r_mag: tuple[float, float]
+
+    @model_validator(mode="after")
+    def _ranges(self) -> PriorSet:
+        for field in ("theta_e", "beta_frac", "src_r_mag"):
+            lo, hi = getattr(self, field)
+            if not (math.isfinite(lo) and math.isfinite(hi)) or lo > hi:
+                raise ValueError(f"prior set {self.name!r}: {field} = [{lo}, {hi}] needs lo <= hi")
+        if self.beta_frac[0] < 0 or self.beta_frac[1] > 1:
+            raise ValueError(f"prior set {self.name!r}: beta_frac = {list(self.beta_frac)} must lie in [0, 1]")
+        return self
+
+
+#: the published dual priors (docs/papers.md, the selection-function prior sets): "broad" and
+#: the observationally "anchored" ranges of theta_E, beta_frac and the source r magnitude
+PRIOR_PRESETS = {
+    "broad": {"theta_e": (0.5, 3.0), "beta_frac": (0.1, 1.0), "src_r_mag": (23.0, 26.0)},
+    "anchored": {"theta_e": (0.8, 2.5), "beta_frac": (0.1, 0.55), "src_r_mag": (23.0, 25.0)},
+}
+
+
 class ThresholdsConfig(ComponentConfig):
     """Detection thresholds applied to one set of scores: fixed probabilities and target FPRs.
 
@@ -172,6 +204,9 @@ class SelectionFunctionConfig(ComponentConfig):
     threshold: float | None = Field(None, ge=0, le=1)
     # split of train/scores.parquet whose negatives set the target-FPR threshold
     threshold_split: Literal["val", "test"] = "val"
+    # prior sets reported side by side, each with its own cells and summary: preset names
+    # ("broad", "anchored": the published dual priors) and/or tables {name, theta_e, beta_frac, src_r_mag}
+    priors: list[str | PriorSet] = []
     # sensitivity variants re-rendered in the same run ([[selection_function.sensitivity]] tables,
     # or "published" for the published nine); each writes Delta C per cell to sensitivity.parquet
     sensitivity: list[SensitivityVariant] | Literal["published"] = []
@@ -256,6 +291,26 @@ class SelectionFunctionConfig(ComponentConfig):
         if "baseline" in names:
             raise ValueError("'baseline' names the unperturbed grid; give the variant another name")
         return v
+
+    @field_validator("priors")
+    @classmethod
+    def _prior_sets(cls, v):
+        out = []
+        for item in v:
+            if isinstance(item, str):
+                if item not in PRIOR_PRESETS:
+                    raise ValueError(f"priors: unknown preset {item!r}; presets: {', '.join(PRIOR_PRESETS)} "
+                                     "(or give a table {name, theta_e, beta_frac, src_r_mag})")
+                item = PriorSet(name=item, **PRIOR_PRESETS[item])
+            out.append(item)
+        names = [p.name for p in out]
+        if len(set(names)) != len(names):
+            raise ValueError(f"prior set names repeat: {names}")
+        return out
+
+    def prior_sets(self) -> list[PriorSet]:
+        """The resolved prior sets (presets expanded)."""
+        return [p if isinstance(p, PriorSet) else PriorSet(name=p, **PRIOR_PRESETS[p]) for p in self.priors]
 
     @model_validator(mode="after")
     def _variants_fit_the_injector(self) -> SelectionFunctionConfig:

@@ -31,7 +31,7 @@ from dhs_core.errors import UserError
 from dhs_core.io import atomic_path, sha256_file, write_json
 from dhs_data import layout as data_layout
 from dhs_inject.__about__ import __version__
-from dhs_inject.layout import ARTIFACTS, CELL_DIR, CELLS, GALLERY, INJECTIONS, META, SENSITIVITY
+from dhs_inject.layout import ARTIFACTS, CELL_DIR, CELLS, GALLERY, INJECTIONS, META, PRIOR_SETS, SENSITIVITY
 from dhs_inject.selection.config import SelectionFunctionConfig
 from dhs_models import layout as models_layout
 
@@ -160,6 +160,8 @@ class SelectionFunctionStage(Stage):
                   "batch_size": cfg.batch_size, "dhs_inject": __version__}
         tasks, n_hosts = [], {}
         variant_tasks: dict[str, list] = {name: [] for name in variants}
+        prior_sets = cfg.prior_sets()
+        prior_tasks: dict[str, list] = {p.name: [] for p in prior_sets}
         for cell in grid.cells():
             candidates = grid.hosts_in(cell)
             n_hosts[cell["cell_id"]] = int(candidates.size)
@@ -176,6 +178,14 @@ class SelectionFunctionStage(Stage):
                 variant_tasks[name].append(replace(
                     tasks[-1], injector=inj,
                     output=str(cell_dir / f"{_slug(name)}__{cell['cell_id']}-{digest}.parquet")))
+            for prior_set in prior_sets:  # the set's cells, injected with its beta_frac range
+                pcell = _prior_set_cell(cell, prior_set)
+                if pcell is None:
+                    continue
+                digest = grids.task_digest({**common, "cell": pcell, "hosts": task_keys, "seed": seed})
+                prior_tasks[prior_set.name].append(replace(
+                    tasks[-1], cell=pcell,
+                    output=str(cell_dir / f"prior-{prior_set.name}__{cell['cell_id']}-{digest}.parquet")))
         empty = [c for c, n in n_hosts.items() if n == 0]
         if empty:
             ctx.log(f"selection_function: {len(empty)} cells have no host in their PSF x depth bin "
@@ -183,7 +193,7 @@ class SelectionFunctionStage(Stage):
         if ctx.fresh:  # --force: recompute every cell, reuse none
             for old in cell_dir.glob("*.parquet"):
                 old.unlink(missing_ok=True)
-        every_task = tasks + [t for ts in variant_tasks.values() for t in ts]
+        every_task = tasks + [t for ts in (*variant_tasks.values(), *prior_tasks.values()) for t in ts]
         ctx.executor.map(run_cell, every_task, progress=ctx.progress,
                          desc="selection-function cells" + (f" (+{len(variants)} sensitivity variants)" if variants else ""))
         stats = dict(getattr(ctx.executor, "last_stats", {}) or {})
@@ -199,6 +209,11 @@ class SelectionFunctionStage(Stage):
         with atomic_path(ctx.stage_dir / CELLS) as tmp:
             pq.write_table(pa.table(cells), tmp)
         injections = pa.concat_tables(injections, promote_options="default") if injections else None
+        prior_summary = None
+        if prior_sets:
+            table, prior_summary = _prior_sets(self._aggregate, prior_tasks, prior_sets, n_hosts, thresholds)
+            with atomic_path(ctx.stage_dir / PRIOR_SETS) as tmp:
+                pq.write_table(table, tmp)
         sensitivity = None
         if variants:
             table, sensitivity = _sensitivity(self._aggregate, variant_tasks, n_hosts, thresholds, cells)
@@ -244,6 +259,7 @@ class SelectionFunctionStage(Stage):
             "cells_computed": stats.get("run"), "cells_reused": stats.get("skipped"), "figures": figures,
             "flux_qa": _flux_qa(injections),
             "sensitivity": sensitivity,
+            "prior_sets": prior_summary,
         }
         if cfg.plots and primary["n_ok"].sum() > 0:
             from dhs_inject.selection import gallery
@@ -311,6 +327,49 @@ class SelectionFunctionStage(Stage):
         cells.update(completeness_posterior(k, n))
         cells.update(unique_host_posterior(k, n, cells["n_unique_hosts"]))
         return cells, injections, failures
+
+
+def _prior_set_cell(cell: dict[str, Any], prior_set) -> dict[str, Any] | None:
+    """The cell as injected under a prior set (its beta_frac range, intersected with the cell's
+    beta_frac bin when the grid has one), or None when the cell lies outside the set: theta_E
+    outside its range, or a magnitude bin not inside its magnitude range."""
+    eps = 1e-9
+    t_lo, t_hi = prior_set.theta_e
+    m_lo, m_hi = prior_set.src_r_mag
+    if not (t_lo - eps <= cell["theta_e"] <= t_hi + eps):
+        return None
+    if cell["source_mag_lo"] < m_lo - eps or cell["source_mag_hi"] > m_hi + eps:
+        return None
+    b_lo, b_hi = prior_set.beta_frac
+    if "beta_frac_lo" in cell:
+        b_lo, b_hi = max(b_lo, cell["beta_frac_lo"]), min(b_hi, cell["beta_frac_hi"])
+        if b_lo > b_hi:
+            return None
+    return {**cell, "beta_frac_lo": b_lo, "beta_frac_hi": b_hi, "prior_set": prior_set.name}
+
+
+def _prior_sets(aggregate, prior_tasks: dict[str, list], prior_sets, n_hosts: dict[str, int], thresholds):
+    """(prior_sets.parquet table, summary): each set's long-form cells with a ``prior_set`` column,
+    and per set and threshold the summary (pooled k/n and the mean over cells, labelled)."""
+    from dhs_eval import selection
+
+    tables, summary = [], {}
+    for prior_set in prior_sets:
+        tasks = prior_tasks[prior_set.name]
+        info = {"theta_e": list(prior_set.theta_e), "beta_frac": list(prior_set.beta_frac),
+                "src_r_mag": list(prior_set.src_r_mag), "n_cells": len(tasks)}
+        if not tasks:
+            summary[prior_set.name] = {**info, "status": "no grid cell lies inside this prior set's ranges"}
+            continue
+        cells, _, failures = aggregate(tasks, n_hosts, thresholds)
+        if "beta_bin" not in tasks[0].cell:  # the set's beta_frac range, not a grid bin: kept as _lo / _hi
+            cells.pop("beta_frac", None)
+        tables.append(pa.table({"prior_set": [prior_set.name] * len(cells["cell_id"]),
+                                **{k: v.tolist() for k, v in cells.items()}}))
+        summary[prior_set.name] = {**info, "failures_by_reason": failures, "by_threshold": {
+            name: selection.summary(selection.at_threshold(cells, name)) for name, _ in thresholds}}
+    table = pa.concat_tables(tables, promote_options="default") if tables else pa.table({"prior_set": pa.array([], pa.string())})
+    return table, summary
 
 
 def _slug(name: str) -> str:
