@@ -48,6 +48,7 @@ source_mag_edges = [20.5, 23.5]
 per_cell = 3
 target_fpr = 1e-1
 host_split = "test"
+qa = "warn"  # the pre-grid QA is tested in dhs-inject; here it must not stop the run
 """
 
 SYNTHETIC = 'name = "synthetic"\nn_hosts = 160\nstamp = 64\npositive_fraction = 0.3'

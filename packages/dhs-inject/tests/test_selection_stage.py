@@ -203,7 +203,7 @@ def test_failed_injections_are_counted_and_never_scored(finished, tmp_path, monk
         # plots off: the report's gallery draws its own few examples with the injector, which
         # are not grid attempts and would be counted by the injector's attempt log
         result = dhs_core.run(spec(run_dir, injector={"name": "picky", "max_retries": 2, "fast_kernel": False},
-                                   plots=False))
+                                   plots=False, qa="off"))  # the QA's injections would be attempts too
     assert result.stages["selection_function"] == "ran"
     sf = run_dir / "selection_function"
     cells = pq.read_table(sf / "cells.parquet").to_pydict()
@@ -369,3 +369,58 @@ def test_prior_sets_give_their_own_cells_and_summaries(finished, tmp_path):
     assert summary["n_ok"] == sum(table["n_ok"]) and summary["n_detected"] == sum(table["n_detected"])
     card = (run_dir / "MODEL_CARD.md").read_text()
     assert "Prior sets" in card and "near: θE 1–1.2" in card
+
+
+class LeakyInjector(BaseInjector):
+    """Adds each arc twice to its host: the flux-conservation QA check must catch it."""
+
+    def inject(self, hosts, host_meta, rng):
+        batch = super().inject(hosts, host_meta, rng)
+        batch.images = (batch.images + batch.arcs).astype(np.float32)
+        return batch
+
+
+class LeakyPlugin:
+    @hookimpl
+    def register_injectors(self, register):
+        register("leaky", lambda cfg: LeakyInjector(cfg), config=Model1Config)
+
+
+def test_injection_qa_runs_before_the_grid_and_stops_it_on_a_failed_check(finished, tmp_path):
+    run_dir = _copy(finished, tmp_path)
+    sf = run_dir / "selection_function"
+    qa = json.loads((sf / "qa.json").read_text())  # the finished run's QA (default: qa = "stop")
+    names = [c["name"] for c in qa["checks"]]
+    assert names[:2] == ["success_rate", "flux_conservation"] and qa["passed"]
+    manifest = pq.read_table(run_dir / "data" / "manifest.parquet").to_pydict()
+    pool = sum(1 for sp, lab in zip(manifest["split"], manifest["label"]) if sp == "test" and lab == 0)
+    assert qa["n"] == min(100, pool) and qa["success_rate"] == 1.0  # distinct hosts, one injection each
+    assert max(qa["flux_conservation_error"].values()) < 1e-5  # the arc scored is the arc rendered
+    assert set(qa["thresholds"]["fpr=0.001"]) >= {"host_fpr", "detection_rate", "detection_rate_core_suppressed"}
+    assert "Injection QA | passed" in (run_dir / "MODEL_CARD.md").read_text()
+    shutil.rmtree(sf)
+    with registered(LeakyPlugin(), "leaky-test", "dhs-inject-tests", "1.0"):
+        with pytest.raises(UserError, match="flux_conservation"):
+            dhs_core.run(spec(run_dir, injector={"name": "leaky", "fast_kernel": False}, plots=False))
+        assert not json.loads((sf / "qa.json").read_text())["passed"]
+        assert not (sf / "cells.parquet").exists()  # stopped before the grid
+        result = dhs_core.run(spec(run_dir, injector={"name": "leaky", "fast_kernel": False}, plots=False, qa="warn"))
+    assert result.stages["selection_function"] == "ran"
+    meta = json.loads((sf / "meta.json").read_text())
+    assert meta["qa"] == {"passed": False, "mode": "warn", "failed": ["flux_conservation"]}
+
+
+def test_core_suppression_replaces_the_centre_by_the_ring_median():
+    from dhs_inject.selection.qa import suppress_core
+
+    rng = np.random.default_rng(0)
+    hosts = rng.normal(0.0, 0.01, (2, 3, 21, 21)).astype(np.float32)
+    hosts[:, :, 8:13, 8:13] += 5.0  # a bright core
+    out = suppress_core(hosts, radius=4.0)
+    y, x = np.mgrid[:21, :21]
+    r = np.hypot(x - 10, y - 10)
+    ring = (r >= 4) & (r < 8)
+    for i in range(2):
+        for b in range(3):
+            assert np.all(out[i, b][r < 4] == np.median(hosts[i, b][ring]))
+    np.testing.assert_array_equal(out[..., r >= 4], hosts[..., r >= 4])

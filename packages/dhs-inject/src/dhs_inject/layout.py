@@ -11,6 +11,8 @@ CELLS = "cells.parquet"
 #: one row per sensitivity variant, grid cell and threshold: completeness of the variant and its
 #: Delta C against the unperturbed grid (common random numbers)
 SENSITIVITY = "sensitivity.parquet"
+#: the pre-grid injection QA: measurements and checks (dhs_inject.selection.qa)
+QA = "qa.json"
 #: one row per prior set, grid cell and threshold (the dual-prior report)
 PRIOR_SETS = "prior_sets.parquet"
 #: threshold, grid, injector and counts of the whole grid
@@ -29,4 +31,5 @@ ARTIFACTS = {
     "gallery": f"{SELECTION_DIR}/{GALLERY}",
     "sensitivity": f"{SELECTION_DIR}/{SENSITIVITY}",
     "prior_sets": f"{SELECTION_DIR}/{PRIOR_SETS}",
+    "qa": f"{SELECTION_DIR}/{QA}",
 }

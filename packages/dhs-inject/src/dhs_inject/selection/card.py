@@ -87,6 +87,7 @@ def section(run_dir: Path) -> str:
                          f"{_interval(row, 68)} | {_interval(row, 95)} |")
     lines += field_table([
         ("Injector", inj.get("name")),
+        ("Injection QA", _qa_line(meta)),
         ("Detection threshold", threshold),
         ("Injections detected / scored (k/n)", f"{tot['n_detected']:,}/{tot['n_ok']:,} "
          f"(failed: {meta.get('n_failed', 'not recorded')})"),
@@ -104,6 +105,16 @@ def section(run_dir: Path) -> str:
     lines += _prior_set_lines(meta)
     lines += _sensitivity_lines(meta, names[0] if names else None)
     return "\n".join(lines)
+
+
+def _qa_line(meta: dict) -> str:
+    qa = meta.get("qa")
+    if not isinstance(qa, dict):
+        return "Not run"
+    link = f"[{ARTIFACTS['qa']}]({ARTIFACTS['qa']})"
+    if qa.get("passed"):
+        return f"passed ({link})"
+    return f"FAILED: {', '.join(qa.get('failed') or [])} (qa = {qa.get('mode')!r}; {link})"
 
 
 def _range(bounds) -> str:

@@ -210,6 +210,11 @@ class SelectionFunctionConfig(ComponentConfig):
     # sensitivity variants re-rendered in the same run ([[selection_function.sensitivity]] tables,
     # or "published" for the published nine); each writes Delta C per cell to sensitivity.parquet
     sensitivity: list[SensitivityVariant] | Literal["published"] = []
+    # injection QA before the grid (qa.json): "stop" = a failed check stops the stage with the
+    # reason, "warn" = logged and the grid goes on, "off" = not run
+    qa: Literal["stop", "warn", "off"] = "stop"
+    # hosts (one injection each) in the QA sample
+    qa_n: int = Field(100, ge=1, le=100_000)
     # injections rendered and scored per batch (memory ~ a few x batch_size x 3 x H x W floats)
     batch_size: int = Field(128, ge=1, le=100_000)
     # write completeness PNGs (vs theta_E per magnitude bin; theta_E x PSF heatmap)

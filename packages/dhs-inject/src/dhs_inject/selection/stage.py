@@ -31,7 +31,7 @@ from dhs_core.errors import UserError
 from dhs_core.io import atomic_path, sha256_file, write_json
 from dhs_data import layout as data_layout
 from dhs_inject.__about__ import __version__
-from dhs_inject.layout import ARTIFACTS, CELL_DIR, CELLS, GALLERY, INJECTIONS, META, PRIOR_SETS, SENSITIVITY
+from dhs_inject.layout import ARTIFACTS, CELL_DIR, CELLS, GALLERY, INJECTIONS, META, PRIOR_SETS, QA, SENSITIVITY
 from dhs_inject.selection.config import SelectionFunctionConfig
 from dhs_models import layout as models_layout
 
@@ -190,6 +190,13 @@ class SelectionFunctionStage(Stage):
         if empty:
             ctx.log(f"selection_function: {len(empty)} cells have no host in their PSF x depth bin "
                     f"(completeness not defined there), e.g. {empty[0]}")
+        # thresholds first (they need only the train stage's scores): the QA uses them
+        all_thresholds = detection_thresholds(cfg, ctx.run_dir, manifest)
+        thresholds = usable_thresholds(cfg, all_thresholds)
+        primary_name, threshold = thresholds[0]
+        qa = None
+        if cfg.qa != "off":
+            qa = self._qa(ctx, cfg, finder, injector, grid, keys, columns, data_dir, thresholds)
         if ctx.fresh:  # --force: recompute every cell, reuse none
             for old in cell_dir.glob("*.parquet"):
                 old.unlink(missing_ok=True)
@@ -202,9 +209,6 @@ class SelectionFunctionStage(Stage):
         for stale in cell_dir.glob("*.parquet"):
             if stale.name not in keep:  # cells of earlier inputs: never mixed into these results
                 stale.unlink(missing_ok=True)
-        all_thresholds = detection_thresholds(cfg, ctx.run_dir, manifest)
-        thresholds = usable_thresholds(cfg, all_thresholds)
-        primary_name, threshold = thresholds[0]
         cells, injections, failures = self._aggregate(tasks, n_hosts, thresholds)
         with atomic_path(ctx.stage_dir / CELLS) as tmp:
             pq.write_table(pa.table(cells), tmp)
@@ -259,6 +263,8 @@ class SelectionFunctionStage(Stage):
             "cells_computed": stats.get("run"), "cells_reused": stats.get("skipped"), "figures": figures,
             "flux_qa": _flux_qa(injections),
             "sensitivity": sensitivity,
+            "qa": None if qa is None else {"passed": qa["passed"], "mode": cfg.qa,
+                                           "failed": [c["name"] for c in qa["checks"] if not c["passed"]]},
             "prior_sets": prior_summary,
         }
         if cfg.plots and primary["n_ok"].sum() > 0:
@@ -274,6 +280,36 @@ class SelectionFunctionStage(Stage):
         if threshold.achieved_fpr is not None:
             out["achieved_fpr"] = float(threshold.achieved_fpr)
         return out
+
+    @staticmethod
+    def _qa(ctx: StageContext, cfg: SelectionFunctionConfig, finder, injector: dict[str, Any], grid, keys, columns,
+            data_dir: Path, thresholds) -> dict[str, Any]:
+        """Run the pre-grid injection QA (dhs_inject.selection.qa), write qa.json, and stop the stage
+        on a failed check unless ``qa = "warn"``."""
+        from dhs_core import plugins
+        from dhs_data.stores import open_store
+        from dhs_inject.selection import grid as grids
+        from dhs_inject.selection.qa import run_qa
+
+        # distinct hosts (the host-FPR test counts hosts as independent trials)
+        chosen = grids.draw_hosts(np.arange(len(keys)), min(cfg.qa_n, len(keys)), ctx.seed_for("qa", "hosts"))
+        prior = {**dict(injector.get("prior") or {}), "theta_e": (min(grid.theta_e), max(grid.theta_e)),
+                 "src_r_mag": (grid.source_mag_edges[0], grid.source_mag_edges[-1])}
+        comp, inj_cfg = plugins.resolve("injector", {**injector, "prior": prior}, where="selection_function.injector")
+        report = run_qa(store=open_store(data_dir), finder=finder, injector=comp.impl(inj_cfg),
+                        host_keys=keys[chosen].tolist(), host_meta={c: v[chosen] for c, v in columns.items()},
+                        thresholds=thresholds, seed=ctx.seed_for("qa"), batch_size=cfg.batch_size,
+                        exact_flux=getattr(inj_cfg, "arc_poisson_gain", None) is None)
+        write_json(ctx.stage_dir / QA, report)
+        failed = [c for c in report["checks"] if not c["passed"]]
+        for check in report["checks"]:
+            ctx.log(f"selection_function QA: {check['name']}: {'pass' if check['passed'] else 'FAIL'} — {check['reason']}")
+        if failed and cfg.qa == "stop":
+            raise UserError("selection_function: the injection QA failed before the grid ("
+                            + "; ".join(f"{c['name']}: {c['reason']}" for c in failed)
+                            + f"); see {ARTIFACTS['qa']}. Fix the cause, or set selection_function.qa = \"warn\" "
+                            "to run the grid anyway")
+        return report
 
     @staticmethod
     def _aggregate(tasks: list[Any], n_hosts: dict[str, int], thresholds: list[tuple[str, Any]]):
