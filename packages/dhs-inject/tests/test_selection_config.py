@@ -70,8 +70,7 @@ def test_depth_conversion_matches_the_closed_form():
     """m5 = 22.5 - 2.5 log10(5 / sqrt(psfdepth)) both ways, against the closed form."""
     import numpy as np
 
-    from dhs_inject.selection.config import m5_to_psfdepth
-    from dhs_inject.selection.grid import psfdepth_to_m5
+    from dhs_inject.depth import m5_to_psfdepth, psfdepth_to_m5
 
     for m5 in (23.0, 24.0, 24.5, 25.5):
         # closed form: sigma = 10^(-(m5 - 22.5) / 2.5) / 5 nanomaggy, psfdepth = 1 / sigma^2
@@ -85,7 +84,7 @@ def test_depth_conversion_matches_the_closed_form():
 def test_grid_bins_hosts_by_5_sigma_depth_in_magnitudes():
     import numpy as np
 
-    from dhs_inject.selection.config import m5_to_psfdepth
+    from dhs_inject.depth import m5_to_psfdepth
     from dhs_inject.selection.grid import build_grid
 
     depth = np.array([m5_to_psfdepth(m) for m in (24.2, 24.7, 25.2, 23.0, 25.6)])

@@ -250,7 +250,7 @@ def test_many_thresholds_from_one_scoring_pass_and_depth_in_magnitudes(finished,
     depth bins in 5-sigma mag, an FPR the negatives cannot resolve reported without rows."""
     run_dir = _copy(finished, tmp_path)
     manifest = pq.read_table(run_dir / "data" / "manifest.parquet")
-    from dhs_inject.selection.grid import psfdepth_to_m5
+    from dhs_inject.depth import psfdepth_to_m5
 
     m5 = psfdepth_to_m5(manifest.column("psfdepth_r").to_numpy())
     edges = [float(np.floor(np.nanmin(m5) * 10) / 10), float(np.ceil(np.nanmax(m5) * 10) / 10 + 0.1)]
@@ -349,12 +349,13 @@ def test_prior_sets_give_their_own_cells_and_summaries(finished, tmp_path):
     from dhs_inject.selection.cell import read_cell
 
     run_dir = _copy(finished, tmp_path)
-    near = {"name": "near", "theta_e": [1.0, 1.2], "beta_frac": [0.1, 0.3], "src_r_mag": [20.0, 24.0]}
+    near = {"name": "near", "theta_e": [1.0, 1.2], "beta_frac": [0.1, 0.3], "src_r_mag": [22.0, 24.0]}
     result = dhs_core.run(spec(run_dir, priors=["broad", near], plots=False))
     assert result.stages["selection_function"] == "ran"
     sf = run_dir / "selection_function"
     table = pq.read_table(sf / "prior_sets.parquet").to_pydict()
     assert set(table["prior_set"]) == {"near"}  # broad's magnitudes (23-26) miss the grid's 21-23 bin
+    assert set(zip(table["source_mag_lo"], table["source_mag_hi"])) == {(22.0, 23.0)}  # bin and set overlap
     assert set(table["theta_e"]) == {1.0} and len(table["cell_id"]) == 2  # theta_E 1.5 is outside near
     assert set(zip(table["beta_frac_lo"], table["beta_frac_hi"])) == {(0.1, 0.3)}
     files = sorted((sf / "cells").glob("prior-near__*.parquet"))
@@ -363,6 +364,8 @@ def test_prior_sets_give_their_own_cells_and_summaries(finished, tmp_path):
         _, rows = read_cell(path)
         beta = rows.column("beta_frac").to_numpy()
         assert beta.size and (beta >= 0.1 - 1e-9).all() and (beta <= 0.3 + 1e-9).all()
+        mag = rows.column("src_r_mag").to_numpy()
+        assert (mag >= 22.0 - 1e-9).all() and (mag <= 23.0 + 1e-9).all()
     meta = json.loads((sf / "meta.json").read_text())
     assert "no grid cell" in meta["prior_sets"]["broad"]["status"]
     summary = meta["prior_sets"]["near"]["by_threshold"]["fpr=0.001"]
@@ -424,3 +427,35 @@ def test_core_suppression_replaces_the_centre_by_the_ring_median():
         for b in range(3):
             assert np.all(out[i, b][r < 4] == np.median(hosts[i, b][ring]))
     np.testing.assert_array_equal(out[..., r >= 4], hosts[..., r >= 4])
+
+
+def test_published_grid_example_runs_end_to_end_at_tiny_size(tmp_path):
+    """examples/selection/published-grid.toml with only its sizes reduced (--set): five thresholds,
+    the published sensitivity variants, both prior sets and the QA in one run."""
+    from pathlib import Path
+
+    example = Path(__file__).resolve().parents[3] / "examples" / "selection" / "published-grid.toml"
+    overrides = [
+        f"run.out_dir={tmp_path / 'run'}", "data.n_hosts=160", "data.positive_fraction=0.25",
+        "model.base_ch=4", "model.blocks=[1, 1, 1, 1]", "train.epochs=1", "train.micro_batch=16",
+        "train.effective_batch=16", "train.schedule={ name = \"cosine\", t_max = 1 }",
+        "selection_function.injector={ name = \"model1\", fast_kernel = false }",
+        "selection_function.theta_e={ start = 1.0, stop = 1.0, step = 1.0 }",
+        "selection_function.psfsize_r_edges=[0.825, 1.275, 1.875]", "selection_function.per_cell=2",
+        "selection_function.depth_mag_edges=[23.25, 24.25, 25.25]", "selection_function.qa_n=10",
+        "selection_function.qa=\"warn\"",  # a one-epoch model: the host-FPR check may fail by chance
+    ]
+    result = dhs_core.run(str(example), overrides)
+    assert result.stages["selection_function"] == "ran"
+    sf = tmp_path / "run" / "selection_function"
+    cells = pq.read_table(sf / "cells.parquet").to_pydict()
+    meta = json.loads((sf / "meta.json").read_text())
+    assert [t["name"] for t in meta["thresholds"]] == ["p>=0.3", "p>=0.5", "p>=0.7", "fpr=0.001", "fpr=0.0001"]
+    assert len(set(cells["cell_id"])) == 1 * 2 * 2  # theta_E x PSF x depth, one magnitude bin
+    sens = pq.read_table(sf / "sensitivity.parquet").to_pydict()
+    assert len(set(sens["variant"])) == 9 and len(meta["sensitivity"]) == 9
+    assert {"broad", "anchored"} == set(meta["prior_sets"])
+    anchored = pq.read_table(sf / "prior_sets.parquet").to_pydict()
+    rows = [i for i, p in enumerate(anchored["prior_set"]) if p == "anchored"]
+    assert rows and all(anchored["source_mag_hi"][i] == 25.0 for i in rows)  # r [23, 25] inside the [23, 26] bin
+    assert (sf / "qa.json").is_file() and "passed" in meta["qa"]

@@ -28,13 +28,6 @@ SOURCE_MAG_RANGE = (15.0, 32.0)  # unlensed source r magnitude, AB mag
 PSFDEPTH_MIN_PLAUSIBLE = 35.0
 
 
-def m5_to_psfdepth(m5: float) -> float:
-    """Inverse variance (1/nanomaggy^2) of a 5-sigma point-source depth ``m5`` (AB mag), inverting
-    m5 = 22.5 - 2.5 log10(5 / sqrt(psfdepth)): i.e. psfdepth = (10^((m5 - 22.5) / 2.5) / 5)^-2... solved below."""
-    sigma = 10 ** (-(m5 - 22.5) / 2.5) / 5
-    return 1.0 / sigma**2
-
-
 class SensitivityVariant(Perturbation):
     """One sensitivity variant: a named perturbation of the injected population (see
     :class:`dhs_inject.injectors.configs.Perturbation`), re-rendered into the same hosts with the
@@ -59,8 +52,9 @@ PUBLISHED_SENSITIVITY = (
 
 
 class PriorSet(ComponentConfig):
-    """A named injection prior for the dual-prior report: the grid cells whose theta_E and source
-    magnitude bin lie inside its ranges, injected with its beta_frac range."""
+    """A named injection prior for the dual-prior report: the grid cells whose theta_E lies in its
+    range, injected with source magnitudes in the overlap of the cell's bin and its magnitude range
+    and with its beta_frac range."""
 
     # prior-set name (letters, digits, + - . _)
     name: str = Field(pattern=r"^[A-Za-z0-9+._-]{1,40}$")
@@ -68,7 +62,7 @@ class PriorSet(ComponentConfig):
     theta_e: tuple[float, float]
     # source offset / theta_E drawn inside [lo, hi] (area-weighted, as the prior)
     beta_frac: tuple[float, float]
-    # unlensed source r magnitudes (AB): the grid's magnitude bins that lie inside [lo, hi]
+    # unlensed source r magnitudes (AB) drawn inside [lo, hi] (within each cell's magnitude bin)
     src_r_mag: tuple[float, float]
 
     @model_validator(mode="after")

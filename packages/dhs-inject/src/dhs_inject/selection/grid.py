@@ -10,14 +10,8 @@ from typing import Any
 import numpy as np
 
 from dhs_eval.strata import bin_index
-from dhs_inject.selection.config import SelectionFunctionConfig, m5_to_psfdepth
-
-
-def psfdepth_to_m5(psfdepth: Any) -> np.ndarray:
-    """5-sigma point-source depth (AB mag) from inverse variance: m5 = 22.5 - 2.5 log10(5 / sqrt(psfdepth))."""
-    d = np.asarray(psfdepth, dtype=np.float64)
-    with np.errstate(divide="ignore", invalid="ignore"):
-        return np.where(d > 0, 22.5 - 2.5 * np.log10(5.0 / np.sqrt(d)), np.nan)
+from dhs_inject.depth import m5_to_psfdepth, psfdepth_to_m5
+from dhs_inject.selection.config import SelectionFunctionConfig
 
 
 def edges_or_span(edges: list[float] | None, values: np.ndarray) -> list[float]:
@@ -47,7 +41,7 @@ class Grid:
 
     @property
     def psfdepth_r_edges(self) -> list[float]:
-        return [m5_to_psfdepth(m) for m in self.depth_m5_edges]
+        return [float(m5_to_psfdepth(m)) for m in self.depth_m5_edges]
 
     def cells(self) -> list[dict[str, Any]]:
         """One dict per cell: id, theta_e, and each axis' bin index, edges and centre."""

@@ -31,7 +31,17 @@ from dhs_core.errors import UserError
 from dhs_core.io import atomic_path, sha256_file, write_json
 from dhs_data import layout as data_layout
 from dhs_inject.__about__ import __version__
-from dhs_inject.layout import ARTIFACTS, CELL_DIR, CELLS, GALLERY, INJECTIONS, META, PRIOR_SETS, QA, SENSITIVITY
+from dhs_inject.layout import (
+    ARTIFACTS,
+    CELL_DIR,
+    CELLS,
+    GALLERY,
+    INJECTIONS,
+    META,
+    PRIOR_SETS,
+    QA,
+    SENSITIVITY,
+)
 from dhs_inject.selection.config import SelectionFunctionConfig
 from dhs_models import layout as models_layout
 
@@ -366,22 +376,24 @@ class SelectionFunctionStage(Stage):
 
 
 def _prior_set_cell(cell: dict[str, Any], prior_set) -> dict[str, Any] | None:
-    """The cell as injected under a prior set (its beta_frac range, intersected with the cell's
-    beta_frac bin when the grid has one), or None when the cell lies outside the set: theta_E
-    outside its range, or a magnitude bin not inside its magnitude range."""
+    """The cell as injected under a prior set, or None when the cell lies outside the set: its
+    theta_E outside the set's range, or its magnitude bin not overlapping the set's magnitude
+    range. Source magnitudes are drawn in the overlap of the bin and the set's range, beta_frac
+    in the set's range (intersected with the cell's beta_frac bin when the grid has one)."""
     eps = 1e-9
     t_lo, t_hi = prior_set.theta_e
-    m_lo, m_hi = prior_set.src_r_mag
     if not (t_lo - eps <= cell["theta_e"] <= t_hi + eps):
         return None
-    if cell["source_mag_lo"] < m_lo - eps or cell["source_mag_hi"] > m_hi + eps:
+    m_lo, m_hi = max(prior_set.src_r_mag[0], cell["source_mag_lo"]), min(prior_set.src_r_mag[1], cell["source_mag_hi"])
+    if m_lo >= m_hi:
         return None
     b_lo, b_hi = prior_set.beta_frac
     if "beta_frac_lo" in cell:
         b_lo, b_hi = max(b_lo, cell["beta_frac_lo"]), min(b_hi, cell["beta_frac_hi"])
         if b_lo > b_hi:
             return None
-    return {**cell, "beta_frac_lo": b_lo, "beta_frac_hi": b_hi, "prior_set": prior_set.name}
+    return {**cell, "source_mag_lo": m_lo, "source_mag_hi": m_hi, "beta_frac_lo": b_lo, "beta_frac_hi": b_hi,
+            "prior_set": prior_set.name}
 
 
 def _prior_sets(aggregate, prior_tasks: dict[str, list], prior_sets, n_hosts: dict[str, int], thresholds):

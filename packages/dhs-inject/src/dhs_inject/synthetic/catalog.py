@@ -15,18 +15,13 @@ from __future__ import annotations
 
 import numpy as np
 
+from dhs_inject.depth import m5_to_psfdepth
 from dhs_inject.synthetic import scenes as sc
 from dhs_inject.synthetic.config import CONFUSER_CATEGORIES, SyntheticConfig
 
 #: A_band / E(B-V) for DECam g, r, z (Schlafly & Finkbeiner 2011, as used by the Legacy Surveys)
 EXTINCTION = np.array([3.214, 2.165, 1.211])
 N_NEIGHBOURS, N_STARS, N_CLUMPS = 4, 3, 7
-
-
-def m5_to_psfdepth(m5: np.ndarray) -> np.ndarray:
-    """5-sigma point-source depth (AB mag) -> psfdepth, the inverse variance in 1/nanomaggy^2."""
-    flux_5sigma = 10 ** ((22.5 - np.asarray(m5, dtype=float)) / 2.5)
-    return (5.0 / flux_5sigma) ** 2
 
 
 def apportion(total: int, weights: dict[str, float]) -> dict[str, int]:
