@@ -308,8 +308,8 @@ class SelectionFunctionConfig(ComponentConfig):
         return out
 
     def prior_sets(self) -> list[PriorSet]:
-        """The resolved prior sets (presets expanded)."""
-        return [p if isinstance(p, PriorSet) else PriorSet(name=p, **PRIOR_PRESETS[p]) for p in self.priors]
+        """The prior sets (the ``priors`` validator has already expanded preset names)."""
+        return list(self.priors)
 
     @model_validator(mode="after")
     def _variants_fit_the_injector(self) -> SelectionFunctionConfig:

@@ -89,10 +89,10 @@ def run_qa(*, store, finder, injector, host_keys: list[str], host_meta: dict[str
     flux_by_band = {band: float(np.nanmean(flux_err[:, i])) if len(flux_err) else None
                     for i, band in enumerate("grz")}
     per_threshold, checks = {}, []
+    valid_host_scores = host_scores[np.isfinite(host_scores)]
+    n_host = int(valid_host_scores.size)
     for name, thr in thresholds:
-        host_valid = np.isfinite(host_scores)
-        k_host = int((host_scores[host_valid] >= thr.threshold).sum())
-        n_host = int(host_valid.sum())
+        k_host = int((valid_host_scores >= thr.threshold).sum())
         entry = {"threshold": thr.threshold, "host_fpr": k_host / n_host if n_host else None,
                  "host_false_positives": k_host, "n_hosts_scored": n_host,
                  "detection_rate": float((inj_scores[valid] >= thr.threshold).mean()) if valid.any() else None,

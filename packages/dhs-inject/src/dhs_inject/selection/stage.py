@@ -236,10 +236,10 @@ class SelectionFunctionStage(Stage):
         if injections is not None:
             with atomic_path(ctx.stage_dir / INJECTIONS) as tmp:
                 pq.write_table(injections, tmp)
-        summaries = {name: {"summary": selection.summary(selection.at_threshold(cells, name)),
-                            "marginals": selection.marginal_tables(selection.at_threshold(cells, name))}
-                     for name, _ in thresholds}
-        primary = selection.at_threshold(cells, primary_name)
+        by_threshold = {name: selection.at_threshold(cells, name) for name, _ in thresholds}
+        summaries = {name: {"summary": selection.summary(rows), "marginals": selection.marginal_tables(rows)}
+                     for name, rows in by_threshold.items()}
+        primary = by_threshold[primary_name]
         total = summaries[primary_name]["summary"]
         wide = primary["theta_e"] >= 1.0 - 1e-9
         total_wide = completeness_posterior(primary["n_detected"][wide].sum(), primary["n_ok"][wide].sum())
