@@ -164,3 +164,26 @@ def test_asinh_colour_keeps_band_colours():
     assert rgb[2, 2].argmax() == 2 and rgb[9, 9].argmax() == 0
     # a linear scale would put the faint pixel at 0.2 / (50 * 2.5 / 1.0) ~ 0.002 of the peak
     assert rgb[9, 9, 0] > 0.1
+
+
+def test_other_evaluators_card_tables_notes_and_figures(tmp_path):
+    """An evaluator's own "card" tables replace its headline list; notes and figures follow."""
+    from dhs_core.io import write_json
+    from dhs_eval.card import section
+    from dhs_eval.layout import EVALUATE_ARTIFACTS
+
+    comp = {"name": "x", "distribution": "dhs-test", "version": "1.0"}
+    write_json(tmp_path / EVALUATE_ARTIFACTS["metrics"], {"evaluators": {
+        "with_table": {"component": comp, "headline": {"hidden": 1.0}, "figures": ["with_table.png"],
+                       "card": {"tables": [{"title": "Recall by bin", "columns": ["bin", "recall", "k/n"],
+                                            "rows": [["23-24", 0.123456, "5/40"], ["24-25", None, "0/0"]]}],
+                                "notes": ["Rule: a ceiling >= 0.4 means geometry."]}},
+        "plain": {"component": comp, "headline": {"auc": 0.9}},
+    }})
+    text = section(tmp_path)
+    block = text[text.index("### with_table"):]  # sections follow metrics.json's (sorted) key order
+    assert "**Recall by bin**" in block and "| bin | recall | k/n |" in block
+    assert "| 23-24 | 0.1235 | 5/40 |" in block and "| 24-25 | — | 0/0 |" in block
+    assert "hidden" not in block and "Rule: a ceiling >= 0.4 means geometry." in block
+    assert "[with_table.png](evaluate/with_table.png)" in block
+    assert "| auc | 0.9 |" in text[text.index("### plain"):text.index("### with_table")]

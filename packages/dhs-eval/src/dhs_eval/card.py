@@ -169,12 +169,46 @@ def section(run_dir: Path) -> str:
         if "splits" in res:
             lines += _classification(run_dir, key, res, gates) + [""]
         else:
-            comp = res.get("component", {})
-            lines += [f"### {key} ({comp.get('distribution')} {comp.get('version')})", "",
-                      "| metric | value |", "|---|---|"]
-            lines += [f"| {k} | {fmt(v)} |" for k, v in (res.get("headline") or {}).items()] or ["| (none) | |"]
-            lines += [""]
+            lines += _evaluator(key, res) + [""]
     return "\n".join(lines).rstrip("\n")
+
+
+def _cell(value: Any) -> str:
+    return fmt(value) if isinstance(value, float) else ("—" if value is None else str(value))
+
+
+def _evaluator(key: str, res: dict) -> list[str]:
+    """Any other evaluator: its own tables (a ``"card"`` entry, see below) or else its headline
+    numbers, then its notes and figures.
+
+    An evaluator that wants more than its headline in the card returns
+    ``"card": {"tables": [{"title": str, "columns": [str, ...], "rows": [[value, ...], ...]}],
+    "notes": [str, ...]}``; floats are formatted as everywhere in the card, strings kept as given
+    (so a rate can carry its k/n and interval).
+    """
+    comp = res.get("component", {})
+    lines = [f"### {key} ({comp.get('distribution')} {comp.get('version')})", ""]
+    card = res.get("card") if isinstance(res.get("card"), dict) else {}
+    tables = [t for t in (card.get("tables") or []) if isinstance(t, dict) and t.get("columns")]
+    for table in tables:
+        cols = [str(c) for c in table["columns"]]
+        if table.get("title"):
+            lines += [f"**{table['title']}**", ""]
+        lines += ["| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
+        rows = table.get("rows") or []
+        lines += ["| " + " | ".join(_cell(v) for v in row) + " |" for row in rows]
+        if not rows:
+            lines.append("| " + " | ".join(["(no rows)"] + [""] * (len(cols) - 1)) + " |")
+        lines.append("")
+    if not tables:
+        lines += ["| metric | value |", "|---|---|"]
+        lines += [f"| {k} | {fmt(v)} |" for k, v in (res.get("headline") or {}).items()] or ["| (none) | |"]
+        lines.append("")
+    lines += [str(n) for n in (card.get("notes") or [])]
+    figs = res.get("figures") or []
+    if figs:
+        lines += ["", "Figures: " + ", ".join(f"[{f}]({EVALUATE_DIR}/{f})" for f in figs)]
+    return [*lines]
 
 
 def _gates(evaluation: dict) -> str:
