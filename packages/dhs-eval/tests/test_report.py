@@ -186,4 +186,4 @@ def test_other_evaluators_card_tables_notes_and_figures(tmp_path):
     assert "| 23-24 | 0.1235 | 5/40 |" in block and "| 24-25 | — | 0/0 |" in block
     assert "hidden" not in block and "Rule: a ceiling >= 0.4 means geometry." in block
     assert "[with_table.png](evaluate/with_table.png)" in block
-    assert "| auc | 0.9 |" in text[text.index("### plain"):text.index("### with_table")]
+    assert "| auc | 0.9000 |" in text[text.index("### plain"):text.index("### with_table")]
