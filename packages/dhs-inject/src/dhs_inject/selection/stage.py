@@ -289,6 +289,11 @@ class SelectionFunctionStage(Stage):
                "threshold": float(threshold.threshold), "n_ok": float(meta["n_ok"]), "n_failed": float(meta["n_failed"])}
         if threshold.achieved_fpr is not None:
             out["achieved_fpr"] = float(threshold.achieved_fpr)
+        # every threshold's two summaries, so a [[gates]] entry or a sweep table can name any of them
+        # (e.g. "selection_function.mean_over_cells@p>=0.3")
+        for name, entry in summaries.items():
+            out[f"mean_over_cells@{name}"] = float(entry["summary"]["mean_over_cells"])
+            out[f"completeness@{name}"] = float(entry["summary"]["completeness"])
         return out
 
     @staticmethod
