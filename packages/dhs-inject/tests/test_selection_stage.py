@@ -286,6 +286,10 @@ def test_many_thresholds_from_one_scoring_pass_and_depth_in_magnitudes(finished,
     assert total["n_detected"] == sum(cells["n_detected"][i] for i in rows)
     per_cell = [cells["n_detected"][i] / cells["n_ok"][i] for i in rows if cells["n_ok"][i]]
     assert total["mean_over_cells"] == pytest.approx(np.mean(per_cell))
+    # each threshold's summaries are headline metrics too (what [[gates]] and sweep tables name)
+    assert result.metrics["selection_function.mean_over_cells@p>=0.5"] == pytest.approx(np.mean(per_cell))
+    assert result.metrics["selection_function.completeness@p>=0.5"] == pytest.approx(
+        total["n_detected"] / total["n_ok"])
     assert set(meta["summaries"]["p>=0.5"]["marginals"]) >= {"theta_e", "psfsize_r", "depth_m5", "source_mag"}
     card = (run_dir / "MODEL_CARD.md").read_text()
     assert "Threshold p>=0.7" in card and "Threshold fpr=1e-06" in card and "Mean over cells" in card

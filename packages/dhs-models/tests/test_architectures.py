@@ -115,10 +115,49 @@ def test_efficientnet_pretrained_from_local_file(tmp_path):
     assert n_params(model) == 20_178_769
 
 
+def test_imagenet_weights_come_from_the_torch_cache(tmp_path, monkeypatch):
+    """pretrained = "imagenet" reads torchvision's weights file from the torch cache, under the
+    name torchvision's weights API gives it; nothing is downloaded when it is there."""
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    monkeypatch.setattr(torch.hub, "download_url_to_file",
+                        lambda *a, **k: pytest.fail("a cached weights file must not be downloaded again"))
+    torch.manual_seed(5)
+    ref = torchvision.models.resnet18()
+    name = torchvision.models.ResNet18_Weights.IMAGENET1K_V1.url.rsplit("/", 1)[-1]
+    cache = tmp_path / "hub" / "checkpoints" / name
+    cache.parent.mkdir(parents=True)
+    torch.save(ref.state_dict(), cache)
+    for value in ("imagenet", True):
+        model = build_model("resnet18", pretrained=value)
+        assert torch.equal(model.backbone.layer4[1].conv2.weight, ref.layer4[1].conv2.weight)
+
+
 @pytest.mark.parametrize("value", [True, "imagenet"])
-def test_imagenet_weights_without_file_is_a_clear_error(value):
-    with pytest.raises(UserError, match="never downloaded"):
+def test_imagenet_weights_offline_is_a_clear_error(value, tmp_path, monkeypatch):
+    from urllib.error import URLError
+
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    calls = []
+
+    def offline(url, dst, **kwargs):
+        calls.append((url, dst, kwargs))
+        raise URLError("[Errno -3] Temporary failure in name resolution")
+
+    monkeypatch.setattr(torch.hub, "download_url_to_file", offline)
+    with pytest.raises(UserError) as info:
         build_model("efficientnet_v2_s", pretrained=value)
+    cache = tmp_path / "hub" / "checkpoints" / "efficientnet_v2_s-dd5fe13b.pth"
+    msg = str(info.value)
+    assert str(cache) in msg and "efficientnet_v2_s-dd5fe13b.pth" in msg and "offline" in msg
+    assert info.value.exit_code == 2 and not cache.exists()
+    # the download is checked against the hash prefix in torchvision's file name
+    (url, dst, kwargs), = calls
+    assert url.startswith("https://") and dst == str(cache) and kwargs["hash_prefix"] == "dd5fe13b"
+
+
+def test_imagenet_by_name_for_timm_asks_for_a_file():
+    with pytest.raises(UserError, match="local weights file"):
+        build_model("timm", arch="resnet10t", pretrained="imagenet")
 
 
 def test_missing_or_unsafe_weights_file(tmp_path):

@@ -40,11 +40,28 @@ def test_spec_carries_published_hyperparameters(name):
         micro, eff, epochs, warmup, freeze)
     if sched == "step":
         assert t.schedule.factor == 0.5
+    if freeze:  # the published runs froze an ImageNet-pretrained backbone
+        assert spec.model.pretrained == "imagenet"
 
 
 @pytest.fixture(scope="module")
 def survey(tmp_path_factory):
     return make_survey(tmp_path_factory.mktemp("survey"))
+
+
+@pytest.fixture
+def imagenet_cache(tmp_path_factory, monkeypatch):
+    """A torch cache holding a stand-in for torchvision's EfficientNetV2-S ImageNet file (the
+    specs ask for "imagenet"; tests cannot download it)."""
+    import torchvision
+
+    home = tmp_path_factory.getbasetemp() / "torch_home"
+    path = home / "hub" / "checkpoints" / "efficientnet_v2_s-dd5fe13b.pth"
+    if not path.is_file():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        torch.save(torchvision.models.efficientnet_v2_s().state_dict(), path)
+    monkeypatch.setenv("TORCH_HOME", str(home))
+    return path
 
 
 def tiny(survey: Path, out: Path) -> list[str]:
@@ -56,13 +73,13 @@ def tiny(survey: Path, out: Path) -> list[str]:
 
 @pytest.mark.parametrize("name", [s for s in SPECS if s not in ("efficientnet_v2_s_step.toml",
                                                                "efficientnet_v2_s_finetune.toml")])
-def test_spec_runs_one_epoch(name, survey, tmp_path):
+def test_spec_runs_one_epoch(name, survey, tmp_path, imagenet_cache):
     res = run(SPEC_DIR / name, tiny(survey, tmp_path / "run"))
     assert res.stages["train"] == "ran"
     assert (tmp_path / "run" / "train" / "scores.parquet").is_file()
 
 
-def test_step_then_finetune_from_its_best(survey, tmp_path):
+def test_step_then_finetune_from_its_best(survey, tmp_path, imagenet_cache):
     run(SPEC_DIR / "efficientnet_v2_s_step.toml", tiny(survey, tmp_path / "step"))
     best = tmp_path / "step" / "train" / "best.pt"
     logs: list[str] = []

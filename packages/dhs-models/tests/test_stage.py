@@ -84,3 +84,19 @@ def test_accumulation_steps_is_not_an_option(manifest, tmp_path):
     with pytest.raises(SpecError, match="accumulation_steps"):
         run(spec(manifest, tmp_path / "x", accumulation_steps=2))
     assert not (tmp_path / "x").exists()
+
+
+def test_freezing_a_random_backbone_is_a_spec_error_unless_allowed(manifest, tmp_path):
+    """freeze_backbone_epochs trains only the head at first: on a random backbone that is training
+    on random features, refused before anything is written unless said to be meant."""
+    from dhs_core.errors import SpecError
+    from dhs_core.runner import plan
+
+    frozen = spec(manifest, tmp_path / "x", freeze_backbone_epochs=2)
+    with pytest.raises(SpecError, match="allow_random_freeze") as info:
+        plan(frozen)
+    assert "freeze_backbone_epochs = 2" in str(info.value) and "model.pretrained" in str(info.value)
+    assert not (tmp_path / "x").exists()
+    plan(spec(manifest, tmp_path / "x", freeze_backbone_epochs=2, allow_random_freeze=True))
+    # fine-tuning from another run's weights is a learnt backbone too
+    plan(spec(manifest, tmp_path / "x", freeze_backbone_epochs=2, init_weights=str(tmp_path / "best.pt")))

@@ -77,6 +77,23 @@ class TrainStage(Stage):
     after = ("data",)
     artifacts = ARTIFACTS
 
+    def check(self, spec: Any, run_dir: Path, source: str) -> None:
+        """A frozen backbone must hold learnt weights: freezing a random one for the first epochs
+        trains the head on random features (a mistake that otherwise passes silently)."""
+        from dhs_core.errors import SpecError
+
+        cfg = spec.train
+        if cfg.freeze_backbone_epochs <= 0 or cfg.allow_random_freeze or cfg.init_weights:
+            return
+        pretrained = getattr(spec.model, "pretrained", None)
+        if pretrained in (None, False, ""):
+            raise SpecError(
+                f"{source}: train.freeze_backbone_epochs = {cfg.freeze_backbone_epochs} freezes a randomly "
+                f"initialised backbone (model {spec.model.name!r} has no pretrained weights: model.pretrained is "
+                "not set and train.init_weights is empty), so the head would train on random features. Set "
+                "model.pretrained = \"imagenet\" (or a weights file) or train.init_weights, or set "
+                "train.allow_random_freeze = true to freeze the random backbone on purpose")
+
     def card_section(self, run_dir: Path) -> str:
         from dhs_models.card import section
 

@@ -64,24 +64,64 @@ class LensClassifier(nn.Module):
         return self.head(features)
 
 
-def check_pretrained(pretrained: Any, arch: str) -> Path | None:
-    """Resolve the ``pretrained`` option to a local file, or explain why it cannot be used.
+#: torchvision's ImageNet weights per architecture: the name of its weights enum (the
+#: IMAGENET1K_V1 entry is the file the published runs started from)
+TORCHVISION_WEIGHTS = {"resnet18": "ResNet18_Weights", "efficientnet_v2_s": "EfficientNet_V2_S_Weights",
+                       "convnext_tiny": "ConvNeXt_Tiny_Weights"}
 
-    ImageNet weights cannot be fetched at run time (no network on compute nodes, and a run must
-    be reproducible from its inputs), so the user downloads the file once and points to it.
+
+def check_pretrained(pretrained: Any, arch: str) -> Path | None:
+    """Resolve the ``pretrained`` option to a local weights file, or explain why it cannot be used.
+
+    ``"imagenet"`` (or ``true``) names torchvision's ImageNet weights of ``arch``: the file in the
+    torch cache (``$TORCH_HOME/hub/checkpoints``), downloaded there the first time by a user with
+    internet; offline, the error names the file, its URL and where to place it. A path names a
+    local weights file.
     """
     if pretrained in (None, False, ""):
         return None
     if pretrained is True or str(pretrained).lower() in ("imagenet", "true", "default"):
-        raise UserError(
-            f"model.pretrained = {pretrained!r} for {arch!r}: ImageNet weights are never downloaded at run "
-            "time; download the torchvision weights file once and set model.pretrained to its local path "
-            "(e.g. pretrained = \"weights/efficientnet_v2_s-dd5fe13b.pth\")"
-        )
+        return imagenet_weights_file(arch)
     path = Path(str(pretrained)).expanduser()
     if not path.is_file():
         raise UserError(f"model.pretrained = {str(pretrained)!r} for {arch!r}: no such weights file")
     return path
+
+
+def imagenet_weights_file(arch: str) -> Path:
+    """torchvision's ImageNet weights file of ``arch`` in the torch cache, downloaded when absent.
+
+    The download goes through torch.hub (checked against the SHA-256 prefix in the file name and
+    moved into place only when complete), so the cache never holds a partial file.
+    """
+    import re
+    from urllib.parse import urlparse
+
+    import torchvision.models
+
+    enum = TORCHVISION_WEIGHTS.get(arch)
+    if enum is None:
+        raise UserError(
+            f"model.pretrained = \"imagenet\" for {arch!r}: ImageNet weights by name exist for the torchvision "
+            f"architectures ({', '.join(sorted(TORCHVISION_WEIGHTS))}); for {arch!r} set model.pretrained to a "
+            "local weights file")
+    url = getattr(torchvision.models, enum).IMAGENET1K_V1.url
+    name = Path(urlparse(url).path).name
+    cache = Path(torch.hub.get_dir()) / "checkpoints" / name
+    if cache.is_file():
+        return cache
+    match = re.search(r"-([a-f0-9]+)\.", name)  # torchvision names files <arch>-<sha256 prefix>.pth
+    try:
+        cache.parent.mkdir(parents=True, exist_ok=True)
+        torch.hub.download_url_to_file(url, str(cache), hash_prefix=match.group(1) if match else None,
+                                       progress=True)
+    except Exception as exc:  # no network (URLError, socket errors), a full disk, a hash mismatch
+        raise UserError(
+            f"model.pretrained = \"imagenet\" for {arch!r}: the ImageNet weights file {name} is not in the torch "
+            f"cache ({cache}) and could not be downloaded from {url} ({type(exc).__name__}: {exc}). With "
+            f"internet, run once to fill the cache; offline, download that URL elsewhere and copy the file to "
+            f"{cache} (TORCH_HOME moves the cache), or set model.pretrained to the file's path") from None
+    return cache
 
 
 def load_state_dict_file(path: Path, arch: str) -> dict[str, torch.Tensor]:

@@ -42,7 +42,7 @@ class BottleneckedResNetConfig(ArchitectureConfig):
 class ConvNeXtTinyConfig(ArchitectureConfig):
     """torchvision ConvNeXt-Tiny."""
 
-    # local torchvision ImageNet weights file (convnext_tiny-983f1562.pth)
+    # "imagenet" (torchvision's weights, from the torch cache) or a local weights file path
     pretrained: str | bool | None = None
     # dropout before the final Linear(768, 1)
     head_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)
@@ -53,8 +53,7 @@ class ConvNeXtTinyConfig(ArchitectureConfig):
 class EfficientNetV2SConfig(ArchitectureConfig):
     """torchvision EfficientNetV2-S."""
 
-    # local torchvision ImageNet weights file (efficientnet_v2_s-dd5fe13b.pth); ImageNet weights
-    # are never downloaded at run time
+    # "imagenet" (torchvision's weights, from the torch cache) or a local weights file path
     pretrained: str | bool | None = None
     # dropout before the final Linear(1280, 1), as in torchvision's classifier
     head_dropout: float = Field(default=0.2, ge=0.0, lt=1.0)
@@ -68,7 +67,8 @@ class ResNet18Config(ArchitectureConfig):
     # 64 px stamps: 3x3 stride-1 first convolution and no max-pool, so the 64 px stamp is not
     # reduced to 16 px before the first residual block (the ImageNet stem divides by 4)
     small_input: bool = False
-    # local torchvision ImageNet weights file (resnet18-f37072fd.pth); None = random initialisation
+    # "imagenet" (torchvision's weights, from the torch cache) or a local weights file path;
+    # None = random initialisation
     pretrained: str | bool | None = None
     # dropout before the final linear layer
     head_dropout: float = Field(default=0.0, ge=0.0, lt=1.0)

@@ -95,6 +95,9 @@ class TrainConfig(ComponentConfig):
     # epochs with the backbone frozen (head and metadata branch only; backbone BatchNorm
     # statistics frozen too), then the whole network trains
     freeze_backbone_epochs: int = Field(default=0, ge=0)
+    # freezing a randomly initialised backbone trains the head on random features; it is refused
+    # unless the backbone is pretrained (model.pretrained, init_weights) or this is true
+    allow_random_freeze: bool = False
     # loss (a registered loss component, selected by name)
     loss: Annotated[Any, Slot("loss")] = {"name": "bce"}
     # validation metric deciding best.pt
