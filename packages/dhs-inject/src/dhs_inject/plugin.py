@@ -16,6 +16,10 @@ def register_data_sources(register):
 
     register("synthetic", "dhs_inject.synthetic.source:synthetic_source", config=SyntheticConfig,
              summary="Render the DR10-like synthetic survey into ``out_dir`` (manifest, store, truth).")
+    from dhs_inject.injected.config import InjectedConfig
+
+    register("injected", "dhs_inject.injected.source:injected_source", config=InjectedConfig,
+             summary="A training set of arcs injected into hosts over a grid of configurations, with controls.")
 
 
 @hookimpl

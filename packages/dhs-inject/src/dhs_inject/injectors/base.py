@@ -44,7 +44,14 @@ class BaseInjector:
                                     dtype=self.dtype, compile=self.config.fast_kernel)
 
     # protocol -------------------------------------------------------------
-    def inject(self, hosts: np.ndarray, host_meta: dict[str, np.ndarray], rng: np.random.Generator):
+    def inject(self, hosts: np.ndarray, host_meta: dict[str, np.ndarray], rng: np.random.Generator, *,
+               overrides: dict[str, np.ndarray] | None = None):
+        """Inject one arc into each host slot (retrying a failed host on a new one).
+
+        ``overrides`` maps drawn parameter names (e.g. ``src_r_mag``) to (N,) per-host values that
+        replace the drawn ones after the draw, so the random stream is the same with or without
+        them (an injection-built training set sets each source magnitude relative to its host's).
+        """
         hosts = np.asarray(hosts)
         require(hosts.ndim == 4 and hosts.shape[1] == 3 and hosts.shape[2] == hosts.shape[3],
                 f"hosts must be (N, 3, H, H) g, r, z cutouts; got shape {hosts.shape}")
@@ -69,6 +76,11 @@ class BaseInjector:
         idx = chosen[ok]
         sel_meta = {k: np.asarray(v)[idx] for k, v in host_meta.items()}
         params, clumps = self.draw(hosts[idx], sel_meta, rng)
+        for key, values in (overrides or {}).items():
+            require(key in params, f"override {key!r} is not a drawn parameter; drawn: {sorted(params)}")
+            values = np.asarray(values, dtype=float)
+            require(values.shape == (n,), f"override {key!r} needs one value per host ({n}); got shape {values.shape}")
+            params[key] = values[idx]
         # a sensitivity perturbation changes what is rendered, never what was drawn (and records
         # the drawn values): the same rng stream is consumed whatever the perturbation
         shown, shown_clumps, psf_scale = self.perturbed(params, clumps)

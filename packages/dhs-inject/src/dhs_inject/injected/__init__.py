@@ -1,0 +1,1 @@
+"""Injection-built training sets (the ``injected`` data source)."""
