@@ -36,20 +36,38 @@ def register_injectors(register):
     register("model1", "dhs_inject.injectors.model1:model1", config=Model1Config,
              summary="SIE + shear lensing of Sersic (+ clumps) sources into any host, lens shape from the prior.")
     register("model2", "dhs_inject.injectors.model2:model2", config=Model2Config,
-             summary="Lens q and PA traced by the host's r-band light; LRG-like (DEV/SER) hosts only.")
+             summary="Lens q and PA traced by the host's r-band light; LRG-like (DEV/SER) hosts only "
+                     "unless lrg_only = false.")
     register("model3", "dhs_inject.injectors.model3:model3", config=Model3Config,
              summary="Real source morphology: lensed HDF/HUDF galaxy stamps, or re-injected real arc residuals.")
 
 
 @hookimpl
 def register_evaluators(register):
-    from dhs_inject.diagnostics.configs import ArcMorphologyConfig, FeatureSpaceConfig
+    from dhs_inject.diagnostics.configs import (
+        ArcMorphologyConfig,
+        BetaFracCeilingConfig,
+        FeatureSpaceConfig,
+        HostConditioningConfig,
+        PreprocessingMismatchConfig,
+    )
 
     diag = "dhs_inject.diagnostics"
     register("feature_space", f"{diag}.feature_space:FeatureSpaceEvaluator", config=FeatureSpaceConfig,
              summary="Probe AUC and Fréchet distance between real lenses, injections and non-lenses per layer.")
     register("arc_morphology", f"{diag}.arc_morphology:ArcMorphologyEvaluator", config=ArcMorphologyConfig,
              summary="KS tests of arc-morphology statistics between real lens residuals and injected arcs.")
+    register("beta_frac_ceiling", f"{diag}.beta_frac_ceiling:BetaFracCeilingEvaluator", config=BetaFracCeilingConfig,
+             summary="Completeness per source magnitude, beta_frac restricted vs unrestricted (test Q2.1): "
+                     "is the missing completeness geometric or morphological?")
+    register("host_conditioning", f"{diag}.host_conditioning:HostConditioningEvaluator",
+             config=HostConditioningConfig,
+             summary="4-way test: LRG vs all hosts x lens shape from the host light (model 2) vs the prior "
+                     "(model 1), completeness per theta_E with Fisher tests against model 1.")
+    register("preprocessing_mismatch", f"{diag}.preprocessing_mismatch:PreprocessingMismatchEvaluator",
+             config=PreprocessingMismatchConfig,
+             summary="Held-out cutouts scored with the training and a mismatched preprocessing (test Q2.4): "
+                     "paired ΔAUC (DeLong), Δrecall and FPR at p > 0.3 / 0.5 / 0.7.")
 
 
 @hookimpl

@@ -15,6 +15,10 @@ The layers are found from the network itself, so every registered architecture w
 
 Activations are captured with forward hooks (removed afterwards) in eval mode and without
 gradients, so BatchNorm uses its running statistics exactly as in scoring.
+
+:func:`project_2d` maps embeddings to two dimensions for a picture: UMAP (umap-learn, an optional
+dependency) where it imports, PCA (scikit-learn) otherwise, both on standardized features so that
+a few high-variance channels do not dominate the map.
 """
 
 from __future__ import annotations
@@ -144,3 +148,54 @@ def extract_embeddings(model: nn.Module, images: np.ndarray, *, layers: list[str
     empty = {name: np.zeros((0, 0)) for name in captured}
     out = {name: np.concatenate(parts) if parts else empty[name] for name, parts in captured.items()}
     return out, (np.concatenate(logits) if logits else np.zeros(0))
+
+
+#: 2-D projections :func:`project_2d` knows
+PROJECTIONS = ("auto", "umap", "pca")
+
+
+def umap_available() -> bool:
+    """Whether ``import umap`` (umap-learn) works here."""
+    try:
+        import umap  # noqa: F401  (optional: heavy, pulls in numba)
+    except Exception:  # not installed, or a broken numba/llvmlite underneath: fall back alike
+        return False
+    return True
+
+
+def standardize(features: np.ndarray) -> np.ndarray:
+    """Zero mean, unit (population) variance per dimension; constant dimensions (dead ReLU
+    channels) become zero instead of being divided by zero."""
+    x = np.asarray(features, dtype=np.float64)
+    std = x.std(axis=0)
+    return (x - x.mean(axis=0)) / np.where(std > 0, std, 1.0)
+
+
+def project_2d(features: np.ndarray, *, method: str = "auto", seed: int = 0) -> tuple[np.ndarray, dict[str, Any]]:
+    """((N, 2) coordinates, {"method": "umap" | "pca", ...}) of (N, dim) standardized features.
+
+    ``method`` "auto" is UMAP when umap-learn imports, PCA otherwise. PCA uses the exact SVD (no
+    randomized solver), so its coordinates are reproducible up to the sign of each axis and it
+    reports the explained-variance fraction of each axis; with fewer than two usable dimensions
+    the missing axis is zero.
+    """
+    if method not in PROJECTIONS:
+        raise ValueError(f"unknown projection {method!r}; valid: {', '.join(PROJECTIONS)}")
+    x = standardize(features)
+    if x.ndim != 2 or len(x) < 3:
+        raise ValueError(f"a 2-D map needs at least 3 embeddings of shape (N, dim); got shape {x.shape}")
+    if method == "umap" or (method == "auto" and umap_available()):
+        import umap
+
+        # UMAP's neighbourhood must be smaller than the sample; 15 is its default
+        n_neighbors = min(15, len(x) - 1)
+        coords = umap.UMAP(n_components=2, n_neighbors=n_neighbors, random_state=seed).fit_transform(x)
+        return np.asarray(coords, dtype=np.float64), {"method": "umap", "n_neighbors": n_neighbors}
+    from sklearn.decomposition import PCA
+
+    k = min(2, *x.shape)
+    pca = PCA(n_components=k, svd_solver="full").fit(x)
+    coords = np.zeros((len(x), 2))
+    coords[:, :k] = pca.transform(x)
+    ratio = [float(r) for r in pca.explained_variance_ratio_] + [0.0] * (2 - k)
+    return coords, {"method": "pca", "explained_variance_ratio": ratio}

@@ -38,7 +38,8 @@ class InjectedConfig(DataSourceConfig):
     :class:`~dhs_data.sources.base.DataSourceConfig`.
     """
 
-    # where the hosts come from: another data source, e.g. { name = "synthetic", n_hosts = 2000 } ...
+    # where the hosts come from: another data source, e.g. { name = "synthetic", n_hosts = 2000 }
+    # (the default when hosts_dir is not given) ...
     hosts: Annotated[Any, Slot("data_source")] | None = None
     # ... or an existing data directory (manifest.parquet + store.json), e.g. runs/x/data
     hosts_dir: str | None = None
@@ -91,6 +92,14 @@ class InjectedConfig(DataSourceConfig):
             if bad:
                 raise ValueError(f"grid.{axis} = {values}: {bad} outside [{lo:g}, {hi:g}] ({what})")
         return v
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_hosts(cls, data: Any) -> Any:
+        # neither given: the embedded synthetic survey's non-lenses are the hosts
+        if isinstance(data, dict) and "hosts" not in data and "hosts_dir" not in data:
+            return {**data, "hosts": {"name": "synthetic"}}
+        return data
 
     @model_validator(mode="after")
     def _check(self) -> InjectedConfig:

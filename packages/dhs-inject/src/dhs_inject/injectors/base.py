@@ -74,6 +74,13 @@ class BaseInjector:
                     queue.pop(0)
         ok = chosen >= 0
         idx = chosen[ok]
+        if idx.size == 0:  # every host failed (e.g. no LRG-like host for model2): the engine needs >= 1 arc
+            size = hosts.shape[-1]
+            return engine.InjectionBatch(
+                images=np.zeros((0, 3, size, size), np.float32), arcs=np.zeros((0, 3, size, size), np.float32),
+                magnification=np.zeros(0), arc_snr=np.zeros(0), injected_flux=np.zeros((0, 3)), params={},
+                host_index=np.zeros(0, int), n_ok=0, n_failed=int(sum(failures.values())), n_dropped=n,
+                failures=failures, arc_flux=np.zeros((0, 3)), source_flux=np.zeros((0, 3)))
         sel_meta = {k: np.asarray(v)[idx] for k, v in host_meta.items()}
         params, clumps = self.draw(hosts[idx], sel_meta, rng)
         for key, values in (overrides or {}).items():

@@ -86,6 +86,9 @@ class Model2Config(InjectorConfig):
     """Model 2 options."""
 
     min_lens_q: float = 0.3  # floor of the light-traced lens axis ratio
+    # True: LRG-like (DEV/SER) hosts only, others fail as host_not_lrg; False: trace q and PA from
+    # any host's light (the "all hosts + conditioned" arm of the host_conditioning diagnostic)
+    lrg_only: bool = True
 
     @model_validator(mode="after")
     def _no_prior_q_perturbation(self) -> Model2Config:

@@ -1,8 +1,9 @@
 """Model 2: deflector-conditioned injections into LRG-like hosts.
 
-Only hosts with ``type_bin`` DEV or SER are used. The lens axis ratio and position angle are those of
-the host's r-band light, measured with adaptive elliptical-Gaussian-weighted second moments
-(Bernstein & Jarvis 2002): background = median of the outer ring, NaN pixels get zero weight, the
+Only hosts with ``type_bin`` DEV or SER are used (``lrg_only = false`` lifts this, for the test of
+whether conditioning matters outside LRGs: ``host_conditioning``). The lens axis ratio and position
+angle are those of the host's r-band light, measured with adaptive elliptical-Gaussian-weighted second
+moments (Bernstein & Jarvis 2002): background = median of the outer ring, NaN pixels get zero weight, the
 weight covariance M is iterated as M <- 2 x (weighted second-moment matrix) starting from a
 circular 2-pixel Gaussian; for a Gaussian galaxy the fixed point is its covariance, and the
 compact weight makes the estimate insensitive to neighbours and noise far from the centre. Then
@@ -51,7 +52,7 @@ class Model2Injector(BaseInjector):
         reason = super().host_problem(host, meta)
         if reason:
             return reason
-        if str(meta.get("type_bin", "")).upper() not in LRG_TYPES:
+        if self.config.lrg_only and str(meta.get("type_bin", "")).upper() not in LRG_TYPES:
             return "host_not_lrg"
         try:
             host_shape(host[1])
