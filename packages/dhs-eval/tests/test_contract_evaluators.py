@@ -36,7 +36,7 @@ def _make(name: str, **options):
 
 
 def test_dhs_eval_registers_evaluators():
-    assert "classification" in EVALUATORS
+    assert EVALUATORS == ["classification", "tier_a"]
 
 
 @pytest.mark.parametrize("name", EVALUATORS)

@@ -10,7 +10,7 @@ import json
 import os
 import sys
 from pathlib import Path
-from typing import List
+from typing import Any, List
 
 import typer
 from rich.console import Console
@@ -44,6 +44,9 @@ def run_cmd(
     no_space_check: bool = typer.Option(
         False, "--no-space-check", help="Start even when the disk seems too small for what the stages will write."
     ),
+    gates_fail: bool = typer.Option(
+        False, "--gates-fail", help="Exit 1 when a [[gates]] entry of the spec fails or its metric is missing."
+    ),
 ) -> None:
     """Run the pipeline a spec describes; finished stages with unchanged inputs are skipped."""
     from dhs_cli.progress import RichProgress
@@ -67,6 +70,8 @@ def run_cmd(
         out.print(table)
         for k, v in r.metrics.items():
             out.print(f"  {k} = {v:.6g}" if isinstance(v, float) else f"  {k} = {v}")
+        if r.gates:
+            _print_gates(r)
     failures = plugins.lifecycle_failures()
     if failures:
         _say("warning", "lifecycle hooks failed (the run itself finished): "
@@ -75,6 +80,32 @@ def run_cmd(
         from dhs_core.layout import COMPARISON_MD
 
         out.print(f"comparison: {result.run_dir / COMPARISON_MD}")
+    if result.gates_failed:
+        where = ", ".join(str(r.run_dir) for r in points if r.gates_failed)
+        if gates_fail:
+            from dhs_core.errors import GatesFailed
+
+            raise GatesFailed(f"decision gates did not pass in {where} (see gates.json there)")
+        _say("warning", f"decision gates did not pass in {where}; --gates-fail makes this exit 1")
+
+
+def _print_gates(result: Any) -> None:
+    from rich.text import Text
+
+    from dhs_core import gates
+    from dhs_core.layout import GATES
+
+    table = Table(title=Text(f"decision gates ({result.run_dir / GATES})"), show_header=True)
+    for col in ("gate", "metric", "observed", "rule", "status"):
+        table.add_column(col)
+    for g in result.gates:
+        # Text: gate names and metrics are shown literally, never read as rich markup
+        table.add_row(*(Text(c) for c in (g["name"], g["metric"], gates.shown(g), f"{g['op']} {g['value']:g}",
+                                          g["status"].upper())))
+    out.print(table)
+    for g in result.gates:
+        if g["status"] == gates.MISSING:
+            out.print(f"  {g['message']}", markup=False, highlight=False, soft_wrap=True)
 
 
 @app.command("validate")
@@ -89,6 +120,12 @@ def validate_cmd(
     n = len(the_plan.points)
     stages = [c.name for c in the_plan.stages[0]]
     out.print(f"{spec}: valid ({n} run{'s' if n > 1 else ''}; stages: {', '.join(stages) or 'none'})")
+    gates = the_plan.points[0].spec.gates
+    if gates:
+        out.print(f"gates ({len(gates)}, checked when the run ends):", markup=False, highlight=False)
+        for g in gates:
+            label = f"{g.name}: " if g.name else ""
+            out.print(f"  {label}{g.metric} {g.rule}", markup=False, highlight=False)
 
 
 @app.command("schema")

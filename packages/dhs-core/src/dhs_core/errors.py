@@ -34,6 +34,11 @@ class StageError(DhsError):
     """A stage failed at run time (exit code 1)."""
 
 
+class GatesFailed(DhsError):
+    """A run finished but a ``[[gates]]`` entry did not pass (failed, or its metric is missing);
+    raised by ``dhs run --gates-fail`` (exit code 1): the run's outputs are complete, its verdict is NO."""
+
+
 class DataIntegrityError(DhsError):
     """Stored data are damaged (a checksum mismatch, a truncated or missing file that a finished
     stage wrote): a runtime failure, exit code 1, whatever the reader."""

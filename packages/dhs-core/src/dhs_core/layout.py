@@ -16,6 +16,9 @@ LOG = "dhs.log"
 LOCK = ".dhs/lock"
 #: the runner's own state: one ``<stage>.json`` per stage (input hash, completion token, metrics)
 STATE_DIR = ".dhs/stages"
+#: the ``[[gates]]`` verdict of a finished run: passed, counts per status, one record per gate
+#: (written only when the spec has gates; dhs_core.gates)
+GATES = "gates.json"
 #: sweep comparison tables, written in the sweep's base directory
 COMPARISON_CSV = "comparison.csv"
 COMPARISON_MD = "comparison.md"

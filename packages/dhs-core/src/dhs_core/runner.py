@@ -29,6 +29,7 @@ from typing import Any, Callable, Iterable, Sequence
 
 from pydantic import BaseModel
 
+from dhs_core import gates as gates_mod
 from dhs_core import io, layout, plugins, provenance, rundir
 from dhs_core.errors import DhsError, InterruptedRun, SpecError, StageError
 from dhs_core.requirements import check_lock, check_requires
@@ -64,6 +65,13 @@ class RunResult:
     stages: dict[str, str] = field(default_factory=dict)  # name -> "ran" | "skipped" | "not selected"
     points: list[RunResult] = field(default_factory=list)
     assignments: dict[str, Any] = field(default_factory=dict)
+    #: one record per ``[[gates]]`` entry (dhs_core.gates.evaluate_gate); empty without gates
+    gates: list[dict[str, Any]] = field(default_factory=list)
+
+    @property
+    def gates_failed(self) -> bool:
+        """True when a gate of this run, or of any sweep point, did not pass (failed or missing)."""
+        return not gates_mod.passed(self.gates) or any(p.gates_failed for p in self.points)
 
 
 def order_stages(comps: list[plugins.Component]) -> list[plugins.Component]:
@@ -225,6 +233,8 @@ def _run_point(
     log = _file_log(run_dir / layout.LOG, log)
     run = Run(spec, run_dir, spec_path, point.assignments, list(command if command is not None else sys.argv))
     info = provenance.write_start(run, [c.name for c in comps])
+    # a verdict of an earlier run must not outlive it: gates.json exists only for a run that finished
+    (run_dir / layout.GATES).unlink(missing_ok=True)
     plugins.notify_run_started(run)
     executor = _make_executor(spec)
     result = RunResult(run_dir, assignments=point.assignments)
@@ -297,6 +307,7 @@ def _run_point(
             result.metrics.update({f"{comp.name}.{k}": v for k, v in metrics.items()})
             io.write_json(run_dir / layout.RUN_INFO, info)
             current = ""
+        _evaluate_gates(spec, result, run_dir, log)
     except BaseException as exc:
         if isinstance(exc, KeyboardInterrupt):
             exc = InterruptedRun(signal.SIGINT)
@@ -325,10 +336,24 @@ def _run_point(
     info["status"] = "finished"
     info["finished"] = provenance.now()
     info["results"] = result.metrics
+    if result.gates:
+        info["gates"] = result.gates
     io.write_json(run_dir / layout.RUN_INFO, info)
     log("finished")
     plugins.notify_run_finished(run, result.metrics)
     return result
+
+
+def _evaluate_gates(spec: BaseModel, result: RunResult, run_dir: Path, log: Callable[[str], None]) -> None:
+    """Evaluate ``[[gates]]`` on the run's headline metrics (skipped stages' come from their state,
+    so a rerun that only changes gates re-evaluates them without running a stage) and write
+    gates.json. The report stage computes the card's gate table with the same function."""
+    if not spec.gates:
+        return
+    result.gates = gates_mod.evaluate(spec.gates, result.metrics, run_dir)
+    io.write_json(run_dir / layout.GATES, gates_mod.summary(result.gates))
+    for record in result.gates:
+        log(gates_mod.log_line(record))
 
 
 def _file_log(path: Path, log: Callable[[str], None]) -> Callable[[str], None]:

@@ -1,10 +1,11 @@
 """The run spec: a TOML file validated by a pydantic model built after plugins load (docs/specs.md).
 
-Core owns ``[run]``, ``[requires]``, ``[executor]`` and ``[sweep]``. Every other top-level
-section is declared by a stage plugin (:class:`dhs_core.stages.Section`). A *component slot*
-— a section or field typed ``Slot(kind)`` — becomes a union of every registered component of
-that kind, discriminated by ``name``; each member is the component's ``Config`` plus
-``name: Literal[<its name>]``. Errors name the file, the dotted path and the valid choices.
+Core owns ``[run]``, ``[requires]``, ``[executor]``, ``[sweep]`` and ``[[gates]]`` (decision
+gates, :mod:`dhs_core.gates`). Every other top-level section is declared by a stage plugin
+(:class:`dhs_core.stages.Section`). A *component slot* — a section or field typed
+``Slot(kind)`` — becomes a union of every registered component of that kind, discriminated by
+``name``; each member is the component's ``Config`` plus ``name: Literal[<its name>]``. Errors
+name the file, the dotted path and the valid choices.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from pydantic.fields import FieldInfo
 
 from dhs_core import plugins
 from dhs_core.errors import SpecError
+from dhs_core.gates import Gate, headline_stage
 
 
 @dataclass(frozen=True)
@@ -177,6 +179,8 @@ def build_spec_model() -> type[BaseModel]:
             Field(default={"name": "local"}, validate_default=True, description="where a stage's tasks run"),
         ),
         "sweep": (dict[str, list[Any]], Field(default_factory=dict, description="grid over dotted spec paths")),
+        "gates": (list[Gate], Field(default_factory=list, description=(
+            "decision gates checked when the run ends: metric, op, value (e.g. evaluate.test_auc >= 0.993)"))),
     }
     for sec, (stage, section) in _stage_sections().items():
         if sec in fields:
@@ -304,6 +308,9 @@ def format_errors(exc: ValidationError, data: Mapping[str, Any], source: str, mo
     for err in exc.errors():
         path = _walk_data(data, err["loc"])
         dotted = ".".join(path) or "(top level)"
+        if len(path) > 1 and path[0] == "gates" and path[1].isdigit():
+            # a gate is named as the list entry it is, as the other gate checks name it
+            dotted = f"gates[{path[1]}]" + "".join(f".{p}" for p in path[2:])
         etype = err["type"]
         is_name = etype == "literal_error" and bool(path) and path[-1] == "name"
         if etype == "union_tag_invalid" or is_name:
@@ -367,6 +374,7 @@ def _validate(model: type[BaseModel], data: dict[str, Any], source: str) -> Base
         raise SpecError(format_errors(exc, data, source, model)) from None
     _check_finite(spec, source)
     _check_required_sections(spec, source)
+    _check_gates(spec, source)
     return spec
 
 
@@ -418,6 +426,20 @@ def _check_required_sections(spec: BaseModel, source: str) -> None:
                     f"{source}: missing required section [{sec}] (stage {comp.name!r} runs because "
                     f"[{comp.impl.trigger}] is present and needs it)"
                 )
+
+
+def _check_gates(spec: BaseModel, source: str) -> None:
+    """A headline-metric gate names a stage this spec enables: a gate on a stage that never runs
+    could only ever be "missing", which is a spec mistake to catch before any work."""
+    enabled = [c.name for c in enabled_stages(spec)]
+    for i, gate in enumerate(getattr(spec, "gates", None) or []):
+        stage = headline_stage(gate.metric)
+        if stage is not None and stage not in enabled:
+            raise SpecError(
+                f"{source}: gates[{i}].metric = {gate.metric!r}: {stage!r} is not a stage this spec enables; "
+                f"a headline metric is '<stage>.<key>' with stage one of: {', '.join(enabled) or '(none)'} "
+                "(or name a JSON file: '<path>.json:<key.path>')"
+            )
 
 
 def _override_value(model: type[BaseModel], data: dict[str, Any], dotted: str, text: str, source: str) -> None:

@@ -8,7 +8,7 @@ that are defined — empty strata are summarised in one line and every stratum i
 regime of a finder is FPR 1e-3…1e-4, so rates carry their k/n and interval (docs/eval.md).
 
 Also :func:`strata_rows` (all strata as flat rows, for the CSV the report writes) and
-:func:`tier_a` (Tier-A metrics from predictions.parquet).
+:func:`tier_a` (Tier-A metrics from predictions.parquet, through the ``tier_a`` evaluator's computation).
 """
 
 from __future__ import annotations
@@ -18,9 +18,8 @@ from typing import Any
 
 from dhs_core.cards import NOT_RUN, fmt, load_json
 from dhs_eval.layout import EVALUATE_ARTIFACTS, EVALUATE_DIR, REPORT_DIR, STRATA_CSV
+from dhs_eval.targets import TIER_A_THRESHOLDS
 
-#: Tier-A recall thresholds of the published protocol (PROTOCOLS-style p > 0.3 and p > 0.5)
-TIER_A_THRESHOLDS = (0.3, 0.5)
 #: strata groups the card prints (test split, defined strata only); all of them go to strata.csv
 CARD_STRATA = (("recall_by_tier", "Recall by tier"), ("fpr_by_pool", "FPR by negative pool"),
                ("fpr_by_confuser_category", "FPR by N2 confuser category"), ("by_theta_e", "Recall by θE bin"))
@@ -47,34 +46,20 @@ def strata_rows(evaluation: dict) -> list[dict[str, Any]]:
 
 
 def tier_a(run_dir: Path, split: str) -> dict[str, Any] | None:
-    """Tier-A recall at the protocol thresholds (Jeffreys 95 % intervals) and the AUC of Tier-A
-    positives against all negatives of ``split``, from predictions.parquet; None without it."""
+    """Tier-A metrics of ``split`` from predictions.parquet, computed by the ``tier_a`` evaluator's
+    :func:`~dhs_eval.evaluators.tier_a.tier_a_metrics` at the protocol thresholds (no bootstrap);
+    None without predictions or their tier column."""
     path = Path(run_dir) / EVALUATE_ARTIFACTS["predictions"]
     if not path.is_file():
         return None
-    import numpy as np
     import pyarrow.parquet as pq
 
-    from dhs_eval.intervals import binomial_interval
-    from dhs_eval.metrics import roc_auc
+    from dhs_eval.evaluators.tier_a import split_arrays, tier_a_metrics
 
     t = pq.read_table(path)
     if not {"split", "label", "tier", "score"} <= set(t.column_names):
         return None
-    d = t.to_pydict()
-    sp, lab = np.asarray(d["split"], dtype=object), np.asarray(d["label"])
-    tier, score = np.asarray(d["tier"], dtype=object), np.asarray(d["score"], dtype=float)
-    ok = (sp == split) & np.isfinite(score)
-    pos, neg = ok & (lab == 1) & (tier == "A"), ok & (lab == 0)
-    out: dict[str, Any] = {"n": int(pos.sum())}
-    for t_ in TIER_A_THRESHOLDS:
-        k, n = int(np.sum(score[pos] > t_)), int(pos.sum())
-        lo, hi = binomial_interval(k, n) if n else (None, None)
-        out[t_] = (k, n, lo, hi)
-    both = pos | neg
-    out["auc"] = (float(roc_auc(lab[both], score[both]))
-                  if pos.any() and neg.any() else None)
-    return out
+    return tier_a_metrics(*split_arrays(t, split), thresholds=TIER_A_THRESHOLDS)
 
 
 def _rate(k: int, n: int, lo: Any, hi: Any) -> str:
@@ -94,9 +79,10 @@ def _split_column(run_dir: Path, split: str, res: dict) -> dict[str, str]:
             fmt(p.get("value")) + _ci((p.get("bootstrap") or {}).get("low"), (p.get("bootstrap") or {}).get("high"))
             for p in pauc.values())
     ta = tier_a(run_dir, split)
-    for t_ in TIER_A_THRESHOLDS:
-        col[f"Tier-A recall @{t_}"] = _rate(*ta[t_]) if ta else NOT_RUN
-    col["Tier-A AUC (vs all negatives)"] = fmt(ta["auc"]) if ta and ta["auc"] is not None else (
+    for i, t_ in enumerate(TIER_A_THRESHOLDS):
+        row = ta["recall"][i] if ta else None
+        col[f"Tier-A recall @{t_:g}"] = _rate(row["k"], row["n"], row["low"], row["high"]) if row else NOT_RUN
+    col["Tier-A AUC (vs all negatives)"] = fmt(ta["auc"]) if ta and ta["status"] == "ok" else (
         "not defined (no Tier-A positives or no negatives)" if ta else NOT_RUN)
     resolved = [r for r in res.get("tpr_at_fpr", []) if r.get("status") == "ok"]
     if resolved:

@@ -85,8 +85,9 @@ def summarise(run_dir: Path, label: str) -> RunSummary:
             m[f"test pAUC (FPR ≤ {key}) [95 % CI]"] = fmt(p.get("value")) + _ci(p.get("bootstrap"))
         ta = card.tier_a(run_dir, "test")
         if ta:
-            k, n, lo, hi = ta[0.5]
-            m["Tier-A recall @0.5 [95 %]"] = f"{fmt(k / n)} ({k}/{n}) [{fmt(lo)}, {fmt(hi)}]" if n else "not defined (0/0)"
+            r = next(r for r in ta["recall"] if r["threshold"] == 0.5)
+            m["Tier-A recall @0.5 [95 %]"] = (f"{fmt(r['estimate'])} ({r['k']}/{r['n']}) [{fmt(r['low'])}, "
+                                             f"{fmt(r['high'])}]" if r["n"] else "not defined (0/0)")
         cal = test.get("calibration") or {}
         m["test ECE"] = fmt(cal.get("ece"))
     else:

@@ -6,7 +6,7 @@ artifacts, steps to reproduce, and a verification checklist. The card is assembl
 hard-coded: identification, artifacts, reproduction and the checklist belong to the run itself
 (run_info.json, plugins.txt, the stages' declared artifacts); between them every enabled stage
 contributes its own section through ``Stage.card_section(run_dir)``, in pipeline order — a stage
-from a third-party package appears without any change here.
+from a third-party package appears without any change here — followed by the spec's decision gates.
 
 Every field is filled from the run's artifacts or says "Not run" (its source is absent) or
 "unreadable: <reason>" (its source is damaged); nothing is left blank or filled with a default that
@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from dhs_core import layout
-from dhs_core.cards import NOT_RUN, compact, field_table, load_json
+from dhs_core.cards import NOT_RUN, compact, escape_cell, field_table, load_json
 from dhs_core.io import sha256_file
 from dhs_eval.layout import EVALUATE_ARTIFACTS, MODEL_CARD, REPORT_HTML
 
@@ -194,6 +194,37 @@ def _counts_check(run_dir: Path) -> str:
     return ("FAIL: " + "; ".join(bad)) if bad else "pass: " + ", ".join(f"{s} {n:,}" for s, n in sorted(scored.items()))
 
 
+def decision_gates(run_dir: Path, info: dict | None, stages: Sequence[Any]) -> list[str]:
+    """The spec's ``[[gates]]`` against this run (docs/specs.md, "Decision gates"): computed by
+    ``dhs_core.gates.evaluate`` over the stages' recorded headline metrics — the function and the
+    numbers the runner uses for gates.json when the run ends, so the card and gates.json agree."""
+    from dhs_core import gates
+
+    lines = ["## Decision gates", ""]
+    if info is None:
+        return lines + [f"{NOT_RUN}: no readable {layout.RUN_INFO}, so the spec's gates are unknown."]
+    entries = (info.get("spec") or {}).get("gates") or []
+    if not entries:
+        return lines + ["No gates in this spec (`[[gates]]` entries: metric, op, value)."]
+    metrics = gates.run_metrics(run_dir, [c.name for c in stages])
+    records = gates.evaluate(entries, metrics, run_dir)
+    bad = [r for r in records if r["status"] != gates.PASS]
+    verdict = (f"every gate passes ({len(records)}/{len(records)})" if not bad else
+               f"{len(bad)} of {len(records)} gates did not pass: "
+               + ", ".join(f"{r['name']} ({r['status']})" for r in bad))
+    lines += [f"Verdict: **{verdict}**. `{layout.GATES}` records the same when the run ends.", "",
+              "| gate | metric | observed | rule | status |", "|---|---|---|---|---|"]
+    for r in records:
+        cells = [r["name"], f"`{r['metric']}`", gates.shown(r), f"{r['op']} {r['value']:g}", r["status"].upper()]
+        lines.append("| " + " | ".join(escape_cell(c) for c in cells) + " |")
+    notes = []
+    for r in records:
+        text = [(r["description"] or "").strip(), f"{r['message']}." if r["status"] == gates.MISSING else ""]
+        if any(text):
+            notes.append(f"- **{r['name']}**: " + " ".join(t for t in text if t))
+    return lines + ([""] + notes if notes else [])
+
+
 def _blank_cells(text: str) -> int:
     """Table cells the card leaves empty (the checklist's "metrics filled" item)."""
     n = 0
@@ -219,6 +250,10 @@ def render(run_dir: Path, stages: Sequence[Any]) -> str:
             text = f"## {comp.name}\n\nunreadable: {type(exc).__name__}: {exc}"
         if text:
             parts.append(text.strip("\n"))
+    try:
+        parts.append("\n".join(decision_gates(run_dir, info, stages)))
+    except Exception as exc:  # a damaged gate entry in run_info.json must not hide the rest of the card
+        parts.append(f"## Decision gates\n\nunreadable: {type(exc).__name__}: {exc}")
     paths = stage_artifacts(stages)
     parts += ["\n".join(artifacts(run_dir, paths)), "\n".join(reproduce(run_dir, info, spec))]
     checks = checklist(run_dir, info, stages, paths)

@@ -51,7 +51,7 @@ def save_figure(fig: Figure, path: Path) -> Path:
 
 
 def roc_figure(path: Path, curves: Sequence[tuple[str, np.ndarray, np.ndarray, int]],
-               operating_points: Iterable[tuple[str, float, float]] = ()) -> Path:
+               operating_points: Iterable[tuple[str, float, float]] = (), *, title: str = "") -> Path:
     """ROC curves (label, fpr, tpr, n_negatives) on a log-FPR axis, with marked operating points."""
     fig = _figure(figsize=(5.5, 4.5))
     ax = fig.add_subplot()
@@ -72,6 +72,8 @@ def roc_figure(path: Path, curves: Sequence[tuple[str, np.ndarray, np.ndarray, i
     ax.set_ylabel("true-positive rate (recall)")
     ax.legend(fontsize=7, loc="lower right")
     ax.grid(alpha=0.3, which="both")
+    if title:
+        ax.set_title(title, fontsize=9)
     return save_figure(fig, path)
 
 

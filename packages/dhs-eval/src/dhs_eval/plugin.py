@@ -12,11 +12,14 @@ from dhs_core import hookimpl
 
 @hookimpl
 def register_evaluators(register):
-    from dhs_eval.evaluators.config import ClassificationConfig
+    from dhs_eval.evaluators.config import ClassificationConfig, TierAConfig
 
     register("classification", "dhs_eval.evaluators.classification:ClassificationEvaluator",
              config=ClassificationConfig,
              summary="AUC, pAUC, TPR@FPR / FPR@TPR tables, calibration, bootstrap and DeLong intervals, strata.")
+    register("tier_a", "dhs_eval.evaluators.tier_a:TierAEvaluator", config=TierAConfig,
+             summary="Tier-A (confirmed) lenses vs all negatives: AUC with DeLong and bootstrap intervals, "
+                     "recall and FPR at p > 0.3 / 0.5 with Jeffreys intervals.")
 
 
 @hookimpl

@@ -37,7 +37,8 @@ class ReportStage(Stage):
     sections = {"trackers": Section(TrackersConfig, required=False, hashed=False,
                                     description="experiment trackers (tensorboard, mlflow) fed by the lifecycle hooks")}
     trigger = None
-    inputs = ("data", "preprocess", "model", "train", "evaluate", "selection_function")
+    # [[gates]] is read for the card's "Decision gates" table: changing a gate rewrites the card
+    inputs = ("data", "preprocess", "model", "train", "evaluate", "selection_function", "gates")
     produces = (MODEL_CARD, REPORT_HTML)
     artifacts = REPORT_ARTIFACTS
 

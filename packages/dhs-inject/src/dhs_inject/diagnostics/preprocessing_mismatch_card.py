@@ -38,6 +38,14 @@ def _delta(value: float) -> str:
     return f"{value:+.4f}" if math.isfinite(value) else "not defined"
 
 
+def describe(section: dict[str, Any] | None) -> str:
+    """``raw_robust (annulus [20.0, 32.0], clip 10.0, eps 1e-06)``: a preprocessor and its set options."""
+    if not section:
+        return "none (raw cutouts)"
+    options = ", ".join(f"{k} {v}" for k, v in section.items() if k != "name" and v is not None)
+    return f"{section.get('name')} ({options})" if options else str(section.get("name"))
+
+
 def card(result: dict[str, Any]) -> dict[str, Any]:
     """The model-card tables and notes of one evaluation."""
     rows = []
@@ -53,8 +61,8 @@ def card(result: dict[str, Any]) -> dict[str, Any]:
     med = [result[f"median_positive_score_{k}"] for k in ("training_preprocess", "mismatched_preprocess")]
     rows.append(["median lens score", _fmt(med[0]), _fmt(med[1]), _delta(med[1] - med[0])])
     notes = [
-        f"Training preprocessing: {result['training_preprocess'] or 'none (raw cutouts)'}; mismatched "
-        f"preprocessing: {result['mismatched_preprocess']}.",
+        f"Training preprocessing: {describe(result['training_preprocess'])}; mismatched preprocessing: "
+        f"{describe(result['mismatched_preprocess'])}.",
         f"Paired on the same {result['n_paired']:,} held-out cutouts ({result['n_positives']:,} lenses, "
         f"{result['n_negatives']:,} non-lenses) of split(s) {', '.join(result['counts']['splits'])}; NaN scores "
         f"excluded: {result['n_nan_training_preprocess']} (training), {result['n_nan_mismatched_preprocess']} "
