@@ -149,6 +149,14 @@ def test_sweep_writes_a_run_per_point_and_comparison(tmp_path):
     assert "| point |" in (tmp_path / "run/comparison.md").read_text()
 
 
+def test_named_sweep_points_are_run_directories_baseline_first(tmp_path):
+    res = dhs_core.run(spec(tmp_path, sweep={"baseline": "base", "points": [
+        {"name": "wide", "set": {"square.scale": 3.0}}, {"name": "base"}]}))
+    assert [p.run_dir.name for p in res.points] == ["000_base", "001_wide"]
+    rows = (tmp_path / "run/comparison.csv").read_text().strip().splitlines()
+    assert rows[1].split(",")[2] == "000_base" and rows[2].split(",")[2] == "001_wide"
+
+
 def test_stage_needing_an_unproduced_artifact_is_a_spec_error(tmp_path):
     data = spec(tmp_path)
     del data["numbers"]

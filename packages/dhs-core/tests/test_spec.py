@@ -102,6 +102,36 @@ def test_sweep_expands_to_the_grid_in_order():
     assert pts[1].assignments == {"numbers.n": 1, "square.scale": 3.0}
 
 
+def test_named_sweep_points_run_the_baseline_first():
+    """An ablation matrix is a list of named points, not a product; the baseline runs first."""
+    pts = load({**BASE, "sweep": {"baseline": "big", "points": [
+        {"name": "small", "set": {"numbers.n": 1}},
+        {"name": "big", "set": {"numbers.n": 5, "square.scale": 2.0}},
+        {"name": "plain"},
+    ]}})
+    assert [p.name for p in pts] == ["big", "small", "plain"]
+    assert [p.spec.numbers.n for p in pts] == [5, 1, 2] and pts[0].spec.square.scale == 2.0
+    assert pts[2].assignments == {}
+    # without a baseline the points keep their order
+    assert [p.name for p in load({**BASE, "sweep": {"points": [{"name": "a"}, {"name": "b"}]}})] == ["a", "b"]
+
+
+@pytest.mark.parametrize("sweep, match", [
+    ({"baseline": "x", "points": [{"name": "a"}]}, "baseline = 'x' is not a point; points: a"),
+    ({"baseline": "a", "numbers.n": [1, 2]}, "has no named points"),
+    ({"points": [{"name": "a"}], "numbers.n": [1, 2]}, "both named points and axes"),
+    ({"points": [{"name": "a"}, {"name": "a"}]}, "repeat: a"),
+    ({"points": [{"set": {"numbers.n": 1}}]}, r"points\[0\] must be"),
+    ({"points": [{"name": "a b"}]}, "letters, digits"),
+    ({"points": []}, "non-empty list"),
+    ({"points": [{"name": "a", "set": {"numbers.bogus": 1}}]}, "not a spec path"),
+    ({"points": [{"name": "a", "set": {"numbers.n": "lots"}}]}, r"in sweep point a"),
+])
+def test_bad_named_sweeps_are_spec_errors(sweep, match):
+    with pytest.raises(SpecError, match=match):
+        load({**BASE, "sweep": sweep})
+
+
 def test_sweep_key_that_is_not_a_spec_path():
     with pytest.raises(SpecError, match=r"\[sweep\] key 'numbers.bogus' is not a spec path"):
         load({**BASE, "sweep": {"numbers.bogus": [1, 2]}})

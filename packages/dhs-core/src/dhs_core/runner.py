@@ -196,7 +196,7 @@ def plan(
     base = Path(first.run.out_dir or Path("runs") / first.run.name)
     rundir.check_out_dir(base, source)
     if len(points) > 1:
-        dirs = [base / f"{i:03d}_{_slug(p.assignments)}" for i, p in enumerate(points)]
+        dirs = [base / f"{i:03d}_{p.name or _slug(p.assignments)}" for i, p in enumerate(points)]
     else:
         dirs = [base]
     stages = [_stage_order(p.spec, d, source) for p, d in zip(points, dirs)]

@@ -15,6 +15,7 @@ import hashlib
 import itertools
 import json
 import math
+import re
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
@@ -178,7 +179,9 @@ def build_spec_model() -> type[BaseModel]:
             slot_type("executor"),
             Field(default={"name": "local"}, validate_default=True, description="where a stage's tasks run"),
         ),
-        "sweep": (dict[str, list[Any]], Field(default_factory=dict, description="grid over dotted spec paths")),
+        "sweep": (dict[str, Any], Field(default_factory=dict, description=(
+            "grid over dotted spec paths (path = [values]), or named points "
+            "(points = [{ name, set = { path = value } }]) with an optional baseline point name"))),
         "gates": (list[Gate], Field(default_factory=list, description=(
             "decision gates checked when the run ends: metric, op, value (e.g. evaluate.test_auc >= 0.993)"))),
     }
@@ -352,6 +355,7 @@ class SpecPoint:
     spec: BaseModel
     data: dict[str, Any]
     assignments: dict[str, Any]
+    name: str | None = None  # a named sweep point's name (its run directory's suffix)
 
     @property
     def sha256(self) -> str:
@@ -466,6 +470,51 @@ def _override_value(model: type[BaseModel], data: dict[str, Any], dotted: str, t
     raise last_err
 
 
+_POINT_NAME = re.compile(r"^[A-Za-z0-9_.\-]{1,60}$")
+
+
+def sweep_points(sweep: Mapping[str, Any], source: str = "<spec>") -> list[tuple[str | None, dict[str, Any]]]:
+    """(name, assignments) of every sweep point, the baseline first.
+
+    Two forms: axes (``path = [values]``, their Cartesian product, unnamed), or named points
+    (``points = [{ name = "gen4", set = { "preprocess.annulus" = [20, 32] } }, ...]``) for an
+    ablation matrix that is not a product. ``baseline`` names the point the others are compared
+    with (paired tests in comparison.md); it runs first. Without it the first point is the
+    baseline.
+    """
+    sweep = dict(sweep)
+    points, baseline = sweep.pop("points", None), sweep.pop("baseline", None)
+    if points is None:
+        if baseline is not None:
+            raise SpecError(f"{source}: [sweep] baseline names a point of [[sweep.points]]; a grid of axes has no "
+                            "named points (its first point is the baseline)")
+        return [(None, a) for a in expand_sweep(sweep)]
+    if sweep:
+        raise SpecError(f"{source}: [sweep] has both named points and axes ({', '.join(sweep)}); use one form")
+    if not isinstance(points, list) or not points:
+        raise SpecError(f"{source}: [sweep] points must be a non-empty list of {{ name = ..., set = {{ ... }} }}")
+    out: list[tuple[str | None, dict[str, Any]]] = []
+    for i, point in enumerate(points):
+        if not isinstance(point, Mapping) or set(point) - {"name", "set"} or "name" not in point:
+            raise SpecError(f"{source}: [sweep] points[{i}] must be {{ name = \"...\", set = {{ \"dotted.path\" = value }} }}"
+                            f"; got {point!r}")
+        name, assignments = point["name"], point.get("set") or {}
+        if not isinstance(name, str) or not _POINT_NAME.match(name):
+            raise SpecError(f"{source}: [sweep] points[{i}].name = {name!r}: 1-60 letters, digits, '_', '.', '-'")
+        if not isinstance(assignments, Mapping):
+            raise SpecError(f"{source}: [sweep] points[{i}].set must be a table of dotted path = value")
+        out.append((name, dict(assignments)))
+    names = [n for n, _ in out]
+    dupes = sorted({n for n in names if names.count(n) > 1})
+    if dupes:
+        raise SpecError(f"{source}: [sweep] point names repeat: {', '.join(dupes)}")
+    if baseline is not None:
+        if baseline not in names:
+            raise SpecError(f"{source}: [sweep] baseline = {baseline!r} is not a point; points: {', '.join(names)}")
+        out.sort(key=lambda p: p[0] != baseline)  # stable: the baseline first, the rest in order
+    return out
+
+
 def expand_sweep(sweep: Mapping[str, list[Any]]) -> list[dict[str, Any]]:
     """Cartesian product of the sweep axes, in spec order (last axis varies fastest)."""
     if not sweep:
@@ -503,7 +552,7 @@ def load_spec(
     if not isinstance(sweep, dict):
         raise SpecError(f"{source}: [sweep] must be a table of dotted-path = [values]")
     points = []
-    for assignment in expand_sweep(sweep):
+    for point_name, assignment in sweep_points(sweep, source):
         pdata = copy.deepcopy(data)
         for key, value in assignment.items():
             try:
@@ -517,7 +566,7 @@ def load_spec(
                 bad = [k for k in assignment if f": {k}: unknown field" in str(exc) or f"unknown section [{k.split('.')[0]}]" in str(exc)]
                 if bad:
                     raise SpecError(f"{source}: [sweep] key {bad[0]!r} is not a spec path:\n{exc}") from None
-                raise SpecError(f"{exc}\n(in sweep point {assignment})") from None
+                raise SpecError(f"{exc}\n(in sweep point {point_name or assignment})") from None
             raise
-        points.append(SpecPoint(point, pdata, assignment))
+        points.append(SpecPoint(point, pdata, assignment, point_name))
     return points
