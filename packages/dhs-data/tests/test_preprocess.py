@@ -89,3 +89,33 @@ def test_annulus_comparison_detects_host_light_and_tracks_depth():
         assert lit["bands"][band]["median_ks"]["pvalue"] < 1e-6
         assert lit["bands"][band]["median_a"] > lit["bands"][band]["median_b"]
         assert flat["bands"][band]["mad_b_vs_psfdepth_r"]["rho"] < -0.9
+
+
+def test_chain_applies_its_steps_in_order_as_composed_by_hand():
+    from dhs_core import plugins
+
+    rng = np.random.default_rng(4)
+    x = rng.normal(0.0, 1.0, (2, 3, 101, 101)).astype(np.float32) + 3.0
+    chain = plugins.build("preprocessor", {"name": "chain", "steps": [
+        {"name": "center_crop", "size": 64}, {"name": "raw_robust", "annulus": [20, 32], "clip": 5.0}]})
+    expected = raw_robust(center_crop(x, 64), annulus=(20, 32), clip=5.0)
+    assert np.array_equal(chain(x), expected) and chain(x).shape == (2, 3, 64, 64)
+    # the order matters: the 101 px annulus [32.5, 45] fits before the crop, not after it
+    before = plugins.build("preprocessor", {"name": "chain", "steps": [
+        {"name": "raw_robust", "annulus": [32.5, 45]}, {"name": "center_crop", "size": 64}]})
+    assert np.array_equal(before(x), center_crop(raw_robust(x, annulus=(32.5, 45)), 64))
+
+
+def test_chain_steps_are_validated_and_stored_resolved():
+    from pydantic import ValidationError
+
+    from dhs_core import plugins
+
+    _, cfg = plugins.resolve("preprocessor", {"name": "chain", "steps": [{"name": "center_crop"}]})
+    assert cfg.steps == [{"name": "center_crop", "size": 64}]  # defaults written out
+    for steps, match in (([{"name": "no_such"}], r"steps\[0\].*raw_robust"),
+                         ([{"name": "center_crop", "size": 0}], r"steps\[0\]"),
+                         ([{"name": "chain", "steps": [{"name": "center_crop"}]}], "chain inside a chain"),
+                         ([], "at least 1")):
+        with pytest.raises((ValidationError, Exception), match=match):
+            plugins.resolve("preprocessor", {"name": "chain", "steps": steps})

@@ -187,3 +187,24 @@ def test_data_stage_artifacts_are_the_layout_names():
     assert stage.artifacts == layout.ARTIFACTS
     assert artifact("data", "manifest") == f"{layout.DATA_DIR}/{layout.MANIFEST}" == "data/manifest.parquet"
     assert set(stage.produces) == {"data/manifest.parquet", "data/data_report.json"}
+
+
+def test_preprocess_as_a_list_of_tables_is_a_chain_checked_against_the_stamp(tmp_path, src):
+    """[[preprocess]] reads as one chain; the stamp check runs the steps in order, so a crop to
+    16 px then a [10, 16] annulus fails before anything is written, while [6, 8] fits."""
+    from dhs_core.spec import load_spec
+
+    d, _ = src
+    data = {"name": "manifest", "path": str(d / "manifest.parquet")}
+    steps = [{"name": "center_crop", "size": 16}, {"name": "raw_robust", "annulus": [6, 8]}]
+    (point,) = load_spec(_spec(tmp_path, data, preprocess=steps))
+    assert point.spec.preprocess.name == "chain"
+    assert [s["name"] for s in point.spec.preprocess.steps] == ["center_crop", "raw_robust"]
+    plan(_spec(tmp_path, data, preprocess=steps))
+    too_wide = [{"name": "center_crop", "size": 16}, {"name": "raw_robust", "annulus": [10, 16]}]
+    with pytest.raises(SpecError, match="does not fit"):
+        plan(_spec(tmp_path, data, preprocess=too_wide))
+    assert not (tmp_path / "run").exists()
+    # a single table still works as before
+    (point,) = load_spec(_spec(tmp_path, data, preprocess={"name": "raw_robust", "annulus": [10, 16]}))
+    assert point.spec.preprocess.name == "raw_robust"

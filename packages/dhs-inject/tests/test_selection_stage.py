@@ -463,3 +463,30 @@ def test_published_grid_example_runs_end_to_end_at_tiny_size(tmp_path):
     rows = [i for i, p in enumerate(anchored["prior_set"]) if p == "anchored"]
     assert rows and all(anchored["source_mag_hi"][i] == 25.0 for i in rows)  # r [23, 25] inside the [23, 26] bin
     assert (sf / "qa.json").is_file() and "passed" in meta["qa"]
+
+
+def test_a_preprocess_chain_reaches_training_and_injections_alike(tmp_path):
+    """[[preprocess]] (crop 101 -> 64, then raw_robust): the checkpoint records the resolved
+    steps, the selection function accepts the same chain (and scores its injections through it),
+    and scoring a stored cutout through the finder equals composing the steps by hand."""
+    import torch
+
+    from dhs_data.preprocess import center_crop, raw_robust
+    from dhs_data.stores import open_store
+    from dhs_models.inference import load_finder
+
+    s = spec(tmp_path / "run", theta_e={"start": 1.0, "stop": 1.0, "step": 0.5}, per_cell=2)
+    s["data"] = {**s["data"], "stamp": 101, "n_hosts": 100}
+    s["preprocess"] = [{"name": "center_crop", "size": 64}, {"name": "raw_robust", "annulus": [20, 32]}]
+    result = dhs_core.run(s)
+    assert result.stages["selection_function"] == "ran"
+    run_dir = tmp_path / "run"
+    ckpt = torch.load(run_dir / "train" / "best.pt", weights_only=True)
+    assert ckpt["preprocess"]["name"] == "chain"
+    assert [st["name"] for st in ckpt["preprocess"]["steps"]] == ["center_crop", "raw_robust"]
+    finder = load_finder(run_dir / "train" / "best.pt", preprocess={"name": "chain", "steps": s["preprocess"]})
+    key = pq.read_table(run_dir / "data" / "manifest.parquet").column("cutout_path")[0].as_py()
+    raw = open_store(run_dir / "data").get_many([key])
+    assert np.array_equal(finder.inputs(raw), raw_robust(center_crop(raw, 64), annulus=(20, 32)))
+    with pytest.raises(UserError, match="preprocessed as in training"):
+        load_finder(run_dir / "train" / "best.pt", preprocess={"name": "raw_robust", "annulus": [20, 32]})

@@ -21,7 +21,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, Iterable, Literal, Mapping, Union, get_args, get_origin
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, create_model, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    create_model,
+    field_validator,
+)
 from pydantic.fields import FieldInfo
 
 from dhs_core import plugins
@@ -188,8 +196,12 @@ def build_spec_model() -> type[BaseModel]:
     for sec, (stage, section) in _stage_sections().items():
         if sec in fields:
             raise plugins.PluginError(f"stage {stage!r} declares the reserved spec section [{sec}]")
-        tp = resolve_type(section.type)
-        fields[sec] = (tp | None, Field(default=None, description=section.description or f"section of stage {stage!r}"))
+        tp = resolve_type(section.type) | None
+        list_as = getattr(section, "list_as", None)
+        if list_as:
+            # [[section]] (a list of tables) is one component holding the list as its steps
+            tp = Annotated[tp, BeforeValidator(lambda v, _n=list_as: {"name": _n, "steps": v} if isinstance(v, list) else v)]
+        fields[sec] = (tp, Field(default=None, description=section.description or f"section of stage {stage!r}"))
 
     model = create_model(
         "RunSpec",

@@ -62,6 +62,9 @@ class Section:
     #: do not depend on it: the section is then left out of the stage's input hash, so changing
     #: it does not rerun the stage
     hashed: bool = True
+    #: for a ``Slot`` section: a component name that an array of tables (``[[section]]``) is read
+    #: as, the list becoming its ``steps`` option (``[[preprocess]]`` -> ``chain``); None: one table
+    list_as: str | None = None
 
 
 class Stage:

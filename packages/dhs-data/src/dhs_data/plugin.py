@@ -25,6 +25,10 @@ def register_preprocessors(register):
              summary="Per-band (x - median) / (1.4826 MAD) from a sky annulus, clipped.")
     register("center_crop", "dhs_data.preprocess.center_crop:build_center_crop", config=CenterCropConfig,
              summary="Central square crop (101 -> 64 px by default).")
+    from dhs_data.preprocess.chain import ChainConfig
+
+    register("chain", "dhs_data.preprocess.chain:build_chain", config=ChainConfig,
+             summary="Preprocessors applied in order ([[preprocess]] as a list of tables).")
 
 
 @hookimpl

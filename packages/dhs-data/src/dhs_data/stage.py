@@ -147,7 +147,8 @@ class DataStage(Stage):
         "data": Section(Slot("data_source"), description="where the cutouts and labels come from"),
         # the data stage's outputs do not depend on [preprocess]: it only checks, before the run,
         # that the preprocessor fits the source's stamp; changing it reruns training, not this
-        "preprocess": Section(Slot("preprocessor"), required=False, description="per-cutout normalisation",
+        "preprocess": Section(Slot("preprocessor"), required=False, list_as="chain",
+                              description="per-cutout preprocessing: one table, or [[preprocess]] steps applied in order",
                               hashed=False),
     }
     trigger = "data"
