@@ -133,3 +133,15 @@ def test_registering_dhs_inject_imports_no_torch_scipy_or_matplotlib():
     env = {**os.environ, "DHS_LOAD_PLUGINS": "builtin", "DHS_DISABLE_PLUGINS": "dhs-data,dhs-eval"}
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_one_sample_per_pixel_on_an_odd_stamp_is_finite():
+    """On an odd stamp a pixel centre is the lens centre, where the SIE ray is singular: with one
+    sample per pixel that pixel has no regular sample and is set to 0, never 0 / 0."""
+    from dhs_core import plugins
+
+    hosts = np.random.default_rng(1).normal(0, 0.01, (3, 3, 101, 101)).astype(np.float32)
+    meta = {"galaxy_id": np.array(["a", "b", "c"]), "psfsize_r": np.full(3, 1.2), "psfdepth_r": np.full(3, 1e3)}
+    comp, cfg = plugins.resolve("injector", {"name": "model1", "fast_kernel": False, "supersample": 1})
+    batch = comp.impl(cfg).inject(hosts, meta, np.random.default_rng(0))
+    assert batch.n_ok == 3 and not batch.failures and np.isfinite(batch.images).all()

@@ -189,7 +189,8 @@ def _sersic_pipeline(x, y, lens_c: list[torch.Tensor], src_c: list[torch.Tensor]
     The s x s sub-pixel offsets are an unrolled loop of elementwise work on (N, H, W) (no
     supersampled temporary, no reduction axis: the compiled loop vectorises over pixels); the
     per-sample maths is :class:`_LensedSersic`. With odd s the central sub-pixel of a pixel can
-    sit exactly on the lens centre; that sample is dropped and the pixel averages the others.
+    sit exactly on the lens centre; that sample is dropped and the pixel averages the others (with
+    s = 1, odd stamps: that pixel is 0).
     With ``moments`` returns a (6, N, H, W) stack: the mean and the light moments of
     :func:`dhs_inject.psf.convolve_subpixel` (offsets in pixels).
     """
@@ -205,7 +206,9 @@ def _sersic_pipeline(x, y, lens_c: list[torch.Tensor], src_c: list[torch.Tensor]
             if moments:
                 terms = (sb * u, sb * v, sb * (u * u), sb * (u * v), sb * (v * v))
                 mom = [t if m is None else m + t for m, t in zip(mom, terms)]
-    norm = (s * s - 1 + field.centre_valid()) if s % 2 else s * s
+    # with s = 1 the pixel on the lens centre has no regular sample left: it gets 0 (the central
+    # image of an SIE is infinitely demagnified) rather than 0 / 0
+    norm = (s * s - 1 + field.centre_valid()).clamp_min(1.0) if s % 2 else s * s
     if moments:
         return torch.stack([total / norm] + [m / norm for m in mom])
     return total / norm

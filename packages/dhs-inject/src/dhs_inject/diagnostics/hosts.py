@@ -128,7 +128,7 @@ def inject_and_score(finder: Any, hosts: Hosts, comp: Any, config: Any, *, seed:
         batch = injector.inject(hosts.images[start:stop], meta, rng)
         for reason, count in batch.failures.items():
             failures[reason] = failures.get(reason, 0) + int(count)
-        finite = np.isfinite(batch.images).reshape(len(batch.images), -1).all(1)
+        finite = np.isfinite(batch.images).all(axis=(1, 2, 3))
         if not finite.all():  # an injector that breaks its protocol still never gets NaNs scored
             failures["nonfinite_result"] = failures.get("nonfinite_result", 0) + int((~finite).sum())
         host = start + np.asarray(batch.host_index, dtype=np.int64)[finite]

@@ -108,7 +108,7 @@ def run_task(task: InjectTask) -> dict[str, Any]:
             batch = injector.inject(hosts, meta, rng, overrides={"src_r_mag": host_mag + task.src_dmag})
             for reason, count in batch.failures.items():
                 failures[reason] = failures.get(reason, 0) + int(count)
-            finite = np.isfinite(batch.images).reshape(len(batch.images), -1).all(1)
+            finite = np.isfinite(batch.images).all(axis=(1, 2, 3))
             if not finite.all():  # an injector that breaks its protocol never gets NaN cutouts stored
                 failures["nonfinite_result"] = failures.get("nonfinite_result", 0) + int((~finite).sum())
             host = batch.host_index[finite]

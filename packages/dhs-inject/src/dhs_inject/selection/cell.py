@@ -115,7 +115,7 @@ def run_cell(task: CellTask) -> dict[str, Any]:
         for reason, count in batch.failures.items():
             failures[reason] = failures.get(reason, 0) + int(count)
         _check_cell_parameters(batch.params, cell, comp.name)
-        finite = np.isfinite(batch.images).reshape(len(batch.images), -1).all(1)
+        finite = np.isfinite(batch.images).all(axis=(1, 2, 3))
         if not finite.all():  # an injector that breaks its protocol still never gets NaNs scored
             failures["nonfinite_result"] = failures.get("nonfinite_result", 0) + int((~finite).sum())
         images, host = batch.images[finite], batch.host_index[finite]

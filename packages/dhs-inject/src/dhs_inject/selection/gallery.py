@@ -48,7 +48,7 @@ def injected_examples(tasks: Sequence[Any], threshold: float, seed: int) -> dict
             continue
         meta = {k: v[readable] for k, v in meta.items()}
         batch = comp.impl(cfg).inject(hosts, meta, np.random.default_rng([seed, i]))
-        ok = np.isfinite(batch.images).reshape(len(batch.images), -1).all(1)
+        ok = np.isfinite(batch.images).all(axis=(1, 2, 3))
         imgs = batch.images[ok]
         s = score_images(finder.model, imgs, preprocess=finder.preprocess, batch_size=len(imgs) or 1,
                          device=finder.device)
