@@ -26,8 +26,9 @@ from dhs_data.stores.base import REASONS, CutoutError, PathEscapeError, check_cu
 from dhs_data.stores.fits import FitsStore, write_fits
 from dhs_data.stores.npz import NpzStore, write_npz
 from dhs_data.stores.shards import VERIFY_MODES, ShardStore, ShardWriter
+from dhs_data.stores.stamp_parquet import StampParquetStore
 
-FORMATS = {"npz": NpzStore, "fits": FitsStore, "shards": ShardStore}
+FORMATS = {"npz": NpzStore, "fits": FitsStore, "shards": ShardStore, "stamp_parquet": StampParquetStore}
 
 
 class CutoutStore(Protocol):
@@ -93,6 +94,6 @@ def open_store(data_dir: str | Path, *, verify: str = "first-read") -> CutoutSto
 
 __all__ = [
     "FORMATS", "REASONS", "STORE_JSON", "CutoutError", "CutoutStore", "FitsStore", "NpzStore", "PathEscapeError",
-    "VERIFY_MODES", "ShardStore", "ShardWriter", "check_cutout", "cutout_path", "open_store", "read_store_json", "write_fits",
+    "VERIFY_MODES", "ShardStore", "ShardWriter", "StampParquetStore", "check_cutout", "cutout_path", "open_store", "read_store_json", "write_fits",
     "write_npz", "write_store_json",
 ]
