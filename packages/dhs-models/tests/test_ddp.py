@@ -48,3 +48,88 @@ def test_two_process_gloo_training(tmp_path):
     assert (out / "last.pt").is_file() and (out / "metrics.jsonl").is_file()
     # one metrics line per epoch: only rank 0 writes
     assert len((out / "metrics.jsonl").read_text().splitlines()) == 1
+
+
+# ---- `dhs run` under torchrun ------------------------------------------------------------------
+
+def test_train_shards_are_disjoint_and_cover_the_split():
+    from dhs_models.training.trainer import train_sampler
+
+    for n, world in ((24, 2), (25, 2), (26, 3)):
+        data = list(range(n))
+        orders = []
+        for epoch in (0, 1):
+            shards = [list(train_sampler(data, epoch, seed=7, rank=r, world=world)) for r in range(world)]
+            seen = [i for shard in shards for i in shard]
+            assert len(seen) == len(set(seen))  # no sample twice in an epoch, on any two ranks
+            assert len(set(seen)) == n - n % world  # the rest (< world) sit this epoch out
+            assert len({len(s) for s in shards}) == 1  # equal shards: no rank waits at an all-reduce
+            orders.append(seen)
+        assert orders[0] != orders[1]  # a new permutation every epoch
+    # a single process visits the whole split
+    assert sorted(train_sampler(list(range(25)), 0, seed=7)) == list(range(25))
+
+
+def _torchrun(tmp_path, spec_file, *args: str):
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DHS_LOAD_PLUGINS": "builtin", "MPLBACKEND": "Agg", "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", "2",
+           "-m", "dhs_cli", "run", str(spec_file), *args]
+    return subprocess.run(cmd, cwd=tmp_path, env=env, capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
+def test_dhs_run_under_torchrun_writes_once_and_resumes(tmp_path):
+    import json
+
+    from synthdata import data_section, make_survey
+
+    from dhs_core import layout
+    from dhs_core.tomlw import dumps
+
+    manifest = make_survey(tmp_path / "survey")
+    out = tmp_path / "run"
+
+    def write_spec(epochs: int):
+        spec = {
+            "run": {"name": "ddp", "seed": 3, "out_dir": str(out)},
+            "data": data_section(manifest),
+            "model": {"name": "bottlenecked_resnet", "base_ch": 4, "blocks": [1, 1, 1, 1]},
+            # 16 = 4 per micro-batch x 2 ranks x 2 accumulated
+            "train": {"epochs": epochs, "micro_batch": 4, "effective_batch": 16, "device": "cpu",
+                      "cpu_threads": 1, "optimizer": {"lr": 2e-3}, "loss": {"name": "bce"},
+                      # early stopping broadcasts rank 0's counter every epoch: exercised here
+                      "early_stopping": {"patience": 5}},
+        }
+        path = tmp_path / f"spec{epochs}.toml"
+        path.write_text(dumps(spec))
+        return path
+
+    first = _torchrun(tmp_path, write_spec(1))
+    assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-3000:]
+    train = out / "train"
+    for name in ("best.pt", "last.pt", "metrics.jsonl", "scores.parquet", "summary.json"):
+        assert (train / name).is_file(), name
+    assert (out / "MODEL_CARD.md").is_file()  # the report stage ran, on rank 0
+    info = json.loads((out / layout.RUN_INFO).read_text())
+    assert info["status"] == "finished" and info["stages"]["train"]["status"] == "ran"
+    assert not (out / layout.LOCK).exists()
+    # one writer: each line of the run's log once, and once on the console (rank 1 is silent)
+    log = (out / layout.LOG).read_text()
+    assert log.count("stage train: running") == 1 and log.count(" finished\n") == 1
+    console = first.stdout + first.stderr
+    assert console.count("stage train: running") == 1
+    assert console.count("ran on rank 1") == 0  # rank 1 prints no stage table either
+    assert len((train / "metrics.jsonl").read_text().splitlines()) == 1
+
+    # extend to two epochs: both ranks resume from last.pt, rank 0 appends the second epoch
+    second = _torchrun(tmp_path, write_spec(2))
+    assert second.returncode == 0, second.stdout[-3000:] + second.stderr[-3000:]
+    log = (out / layout.LOG).read_text()
+    assert log.count("resuming from") == 1
+    epochs = [json.loads(x)["epoch"] for x in (train / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2]
+    assert json.loads((out / layout.RUN_INFO).read_text())["status"] == "finished"
+    assert torch.load(train / "last.pt", weights_only=True)["epoch"] == 1

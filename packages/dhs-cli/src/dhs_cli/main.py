@@ -60,6 +60,10 @@ def run_cmd(
                                                        soft_wrap=True),
             command=["dhs", *sys.argv[1:]], check_space=not no_space_check,
         )
+    from dhs_core import distributed
+
+    if not distributed.is_main():
+        return  # under torchrun rank 0 reports the run; the others' output would repeat it
     points = result.points or [result]
     for r in points:
         table = Table(title=f"{r.run_dir}", show_header=True)

@@ -10,6 +10,9 @@ completion token, so everything downstream reruns on the next ``dhs run``.
 
 :func:`plan` is everything ``dhs run`` checks before it writes anything — spec, pins, lock
 file, stage order, each stage's own ``check`` — and ``dhs validate`` calls the same function.
+
+Under ``torchrun`` rank 0 is the run (lock, stages, state, provenance, log); ranks > 0 take part
+only in ``distributed`` stages and write nothing (:func:`_follow_point`).
 """
 
 from __future__ import annotations
@@ -29,9 +32,10 @@ from typing import Any, Callable, Iterable, Sequence
 
 from pydantic import BaseModel
 
+from dhs_core import distributed, io, layout, plugins, provenance, rundir
 from dhs_core import gates as gates_mod
-from dhs_core import io, layout, plugins, provenance, rundir
 from dhs_core.errors import DhsError, InterruptedRun, SpecError, StageError
+from dhs_core.executors import LocalExecutor
 from dhs_core.requirements import check_lock, check_requires
 from dhs_core.spec import SpecPoint, enabled_stages, load_spec, resolved_dict
 from dhs_core.stages import Progress, StageContext
@@ -260,7 +264,12 @@ def _run_point(
                 and all((run_dir / a).exists() for a in stage.produces)
             )
             selected = not only or comp.name in only
-            if not selected or (done and not force and comp.name not in only):
+            runs = selected and not (done and not force and comp.name not in only)
+            ctx = StageContext(run=run, stage_name=comp.name, executor=executor, progress=progress, log=log,
+                               fresh=force)
+            if stage.distributed and distributed.is_distributed():
+                stage.join(ctx, runs)  # ranks > 0 wait there for this rank, and learn whether it runs
+            if not runs:
                 tokens[comp.name] = (state or {}).get("token", "")
                 result.stages[comp.name] = "skipped" if done else "not selected"
                 result.metrics.update({f"{comp.name}.{k}": v for k, v in ((state or {}).get("metrics") or {}).items()})
@@ -275,8 +284,6 @@ def _run_point(
             # a stage that reruns is no longer complete: drop its state first, so a run killed
             # half-way never pairs the old state with new, partial outputs
             _state_path(run_dir, comp.name).unlink(missing_ok=True)
-            ctx = StageContext(run=run, stage_name=comp.name, executor=executor, progress=progress, log=log,
-                               fresh=force)
             try:
                 metrics = dict(stage.run(ctx) or {})
             except DhsError:
@@ -341,6 +348,35 @@ def _run_point(
     io.write_json(run_dir / layout.RUN_INFO, info)
     log("finished")
     plugins.notify_run_finished(run, result.metrics)
+    return result
+
+
+def _follow_point(
+    point: SpecPoint,
+    run_dir: Path,
+    comps: list[plugins.Component],
+    *,
+    spec_path: Path | None,
+    force: bool,
+    progress: Progress,
+    command: Sequence[str] | None,
+) -> RunResult:
+    """A rank > 0 of a ``torchrun`` launch: take part in the ``distributed`` stages that rank 0
+    runs, in the same order, and write nothing else — no log, state file, provenance or lifecycle
+    hook — so every artifact of the run has exactly one writer. Rank 0 decides what runs (its
+    input hashes read state files it may be rewriting), and tells the others in ``join``."""
+    run = Run(point.spec, run_dir, spec_path, point.assignments, list(command if command is not None else sys.argv))
+    result = RunResult(run_dir, assignments=point.assignments)
+    for comp in comps:
+        if not comp.impl.distributed:
+            continue
+        # in-process executor: a distributed stage computes through its own framework, and a
+        # cluster the spec names is rank 0's to start
+        ctx = StageContext(run=run, stage_name=comp.name, executor=LocalExecutor(), progress=progress,
+                           log=lambda msg: None, fresh=force)
+        if comp.impl.join(ctx, False):
+            comp.impl.run(ctx)
+            result.stages[comp.name] = f"ran on rank {distributed.rank()}"
     return result
 
 
@@ -445,6 +481,13 @@ def run(
         rundir.check_free_space(the_plan.base_dir, needed, the_plan.source)
     results = []
     many = len(the_plan.points) > 1
+    if not distributed.is_main():
+        # no lock: rank 0 holds it for the whole launch, and the other ranks write nothing
+        with rundir.signals_raise():
+            for p, d, comps in zip(the_plan.points, the_plan.run_dirs, the_plan.stages):
+                results.append(_follow_point(p, d, comps, spec_path=the_plan.spec_path, force=force,
+                                             progress=progress, command=command))
+        return results[0] if not many else RunResult(the_plan.base_dir, stages={}, points=results)
     cmd = list(command if command is not None else sys.argv)
     the_plan.base_dir.mkdir(parents=True, exist_ok=True)
     with rundir.RunLock(the_plan.base_dir, command=cmd, warn=lambda m: log(f"warning: {m}")), rundir.signals_raise():

@@ -18,7 +18,12 @@ A stage declares
 * ``artifacts`` — named artifacts it writes (``{"manifest": "data/manifest.parquet"}``). The
   writing package defines each path once, as a constant; a reader that may import the writer
   imports the constant, and one the package arrows keep apart (dhs-eval reading what the train
-  stage wrote) asks :func:`artifact` by stage and key.
+  stage wrote) asks :func:`artifact` by stage and key;
+* ``distributed`` — ``True`` for a stage whose computation spans every process of a
+  ``torchrun`` launch (the ``train`` stage). Ranks > 0 run only such stages and write nothing of
+  the runner's; before one, every rank calls ``join(ctx, runs)``, where rank 0 passes whether it
+  runs the stage and every rank returns rank 0's answer (the train stage joins the process group
+  there and broadcasts it). Other stages run on rank 0 alone (:mod:`dhs_core.distributed`).
 
 ``run(ctx)`` does the work and returns headline metrics (``{"auc": 0.97}``) or ``None``. When
 ``ctx.fresh`` is true (``dhs run --force``) it starts from scratch: no resume from checkpoints,
@@ -79,6 +84,9 @@ class Stage:
     inputs: ClassVar[tuple[str, ...]] = ()
     after: ClassVar[tuple[str, ...]] = ()
     artifacts: ClassVar[Mapping[str, str]] = {}
+    #: True for a stage whose computation spans every process of a ``torchrun`` launch (DDP
+    #: training): ranks > 0 run only such stages, and only when rank 0 runs them (see ``join``)
+    distributed: ClassVar[bool] = False
 
     def run(self, ctx: StageContext) -> Mapping[str, float] | None:  # pragma: no cover
         """Do the stage's work, writing every ``produces`` artifact; return headline metrics or None."""
@@ -105,6 +113,14 @@ class Stage:
     def estimate_bytes(self, spec: Any) -> int | None:
         """Bytes the stage will write into the run directory (an upper estimate), or None."""
         return None
+
+    def join(self, ctx: StageContext, runs: bool) -> bool:
+        """For a ``distributed`` stage in a multi-process launch, called on every rank before the
+        stage: rank 0 passes whether it runs the stage (ranks > 0 pass False) and every rank
+        returns rank 0's answer. Ranks > 0 only know what to do once rank 0 has run the stages
+        before this one, so this is also where they wait for it (a collective of the stage's
+        own framework; dhs-core has none)."""
+        return runs
 
 
 def artifact(stage: str, key: str) -> str:

@@ -44,15 +44,38 @@ def write_scores(path: Path, rows: list[tuple[str, str, float]]) -> None:
         pq.write_table(table, tmp)
 
 
-def _init_distributed() -> None:
-    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
-    import os
+#: how long a rank waits for the others in the rendezvous and at barriers. Ranks > 0 reach the
+#: train stage at once while rank 0 first builds the data (hours at survey scale); torchrun stops
+#: every rank when one fails, so a long wait never hides a crash.
+_DIST_TIMEOUT_S = 24 * 3600
 
-    import torch
+
+def _init_distributed(device: str = "auto") -> None:
+    """Join the process group when launched by torchrun (WORLD_SIZE > 1)."""
+    import atexit
+    from datetime import timedelta
+
     import torch.distributed as dist
 
-    if int(os.environ.get("WORLD_SIZE", "1")) > 1 and dist.is_available() and not dist.is_initialized():
-        dist.init_process_group("nccl" if torch.cuda.is_available() else "gloo")
+    from dhs_core import distributed
+
+    if distributed.is_distributed() and dist.is_available() and not dist.is_initialized():
+        dist.init_process_group(_backend(device), timeout=timedelta(seconds=_DIST_TIMEOUT_S))
+        # leave the group at exit (NCCL warns otherwise), unless the caller already did
+        atexit.register(lambda: dist.is_initialized() and dist.destroy_process_group())
+
+
+def _backend(device: str) -> str:
+    """NCCL with one GPU per process on this node when training on CUDA, gloo on CPU."""
+    import torch
+
+    from dhs_core import distributed
+
+    if device == "cpu" or not torch.cuda.is_available():
+        return "gloo"
+    # NCCL collectives run on the current device: pin it before the first one
+    torch.cuda.set_device(distributed.local_rank() % torch.cuda.device_count())
+    return "nccl"
 
 
 def _barrier() -> None:
@@ -76,6 +99,8 @@ class TrainStage(Stage):
     inputs = ("data", "preprocess")
     after = ("data",)
     artifacts = ARTIFACTS
+    # under torchrun every rank trains (DistributedDataParallel); rank 0 alone writes
+    distributed = True
 
     def check(self, spec: Any, run_dir: Path, source: str) -> None:
         """A frozen backbone must hold learnt weights: freezing a random one for the first epochs
@@ -94,6 +119,16 @@ class TrainStage(Stage):
                 "model.pretrained = \"imagenet\" (or a weights file) or train.init_weights, or set "
                 "train.allow_random_freeze = true to freeze the random backbone on purpose")
 
+    def join(self, ctx: StageContext, runs: bool) -> bool:
+        """Join the process group (ranks > 0 wait here until rank 0 has built the data) and
+        broadcast rank 0's decision: every rank trains, or none does."""
+        import torch.distributed as dist
+
+        _init_distributed(ctx.spec.train.device)
+        decision = [runs]
+        dist.broadcast_object_list(decision, src=0)
+        return bool(decision[0])
+
     def card_section(self, run_dir: Path) -> str:
         from dhs_models.card import section
 
@@ -108,7 +143,7 @@ class TrainStage(Stage):
         from dhs_models.training.trainer import Trainer
 
         spec, cfg = ctx.spec, ctx.spec.train
-        _init_distributed()
+        _init_distributed(cfg.device)
         data_dir = ctx.run_dir / data_layout.DATA_DIR
         preprocess = getattr(spec, "preprocess", None)
         metadata = getattr(spec.model, "metadata", None)

@@ -23,7 +23,7 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.utils.data import DataLoader, Dataset, RandomSampler
+from torch.utils.data import DataLoader, Dataset, RandomSampler, Sampler
 
 from dhs_core.errors import StageError, UserError
 from dhs_core.io import write_text
@@ -59,6 +59,25 @@ def _better(value: float, best: float | None, mode: str, min_delta: float = 0.0)
     if best is None or not math.isfinite(best):
         return True
     return value > best + min_delta if mode == "max" else value < best - min_delta
+
+
+def train_sampler(data: Dataset, epoch: int, seed: int, rank: int = 0, world: int = 1) -> Sampler:
+    """The order in which this process visits the training set in ``epoch``.
+
+    One process: a permutation of the whole set. Under DDP: rank ``rank``'s shard of one
+    permutation shared by every rank (same seed and epoch everywhere), so the shards are
+    disjoint; ``drop_last`` trims the permutation to a multiple of ``world`` rather than padding
+    it with repeats, so no sample is seen twice in an epoch (fewer than ``world`` sit one out,
+    a different few each epoch).
+    """
+    if world > 1:
+        from torch.utils.data.distributed import DistributedSampler
+
+        sampler = DistributedSampler(data, num_replicas=world, rank=rank, shuffle=True,
+                                     seed=derive_seed(seed, "shuffle"), drop_last=True)
+        sampler.set_epoch(epoch)
+        return sampler
+    return RandomSampler(data, generator=torch.Generator().manual_seed(derive_seed(seed, "shuffle", epoch)))
 
 
 class Trainer:
@@ -99,7 +118,10 @@ class Trainer:
         want = config.device if config.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
         if want == "cuda" and not torch.cuda.is_available():
             raise UserError("train.device = 'cuda' but no CUDA device is available; use 'auto' or 'cpu'")
-        self.device = torch.device(want, self.rank % max(1, torch.cuda.device_count())) if want == "cuda" \
+        # one GPU per process on each node: the local rank picks it (the global rank would run
+        # past the node's devices on a second node)
+        local = int(os.environ.get("LOCAL_RANK", self.rank))
+        self.device = torch.device(want, local % max(1, torch.cuda.device_count())) if want == "cuda" \
             else torch.device("cpu")
         if config.cpu_threads is not None:
             torch.set_num_threads(config.cpu_threads)
@@ -180,7 +202,8 @@ class Trainer:
         es = ckpt.get("early_stopping") or {}
         self.stop_best, self.bad_epochs = es.get("best"), int(es.get("bad_epochs", 0))
         self.start_epoch = int(ckpt["epoch"]) + 1
-        self._truncate_metrics(self.start_epoch)
+        if self.is_main:
+            self._truncate_metrics(self.start_epoch)
         self.log(f"resuming from {path} after epoch {self.start_epoch}")
         return True
 
@@ -189,15 +212,7 @@ class Trainer:
         ds, mb = self.train_data, self.config.micro_batch
         if hasattr(ds, "set_epoch"):
             ds.set_epoch(epoch)
-        if self.distributed:
-            from torch.utils.data.distributed import DistributedSampler
-
-            sampler = DistributedSampler(ds, num_replicas=self.world, rank=self.rank, shuffle=True,
-                                         seed=derive_seed(self.seed, "shuffle"), drop_last=True)
-            sampler.set_epoch(epoch)
-        else:
-            gen = torch.Generator().manual_seed(derive_seed(self.seed, "shuffle", epoch))
-            sampler = RandomSampler(ds, generator=gen)
+        sampler = train_sampler(ds, epoch, self.seed, self.rank, self.world)
         # drop the ragged last micro-batch: a batch of one breaks BatchNorm statistics
         return DataLoader(ds, batch_size=mb, sampler=sampler, drop_last=len(ds) > mb * self.world,
                           num_workers=self.config.num_workers, pin_memory=self.device.type == "cuda",
@@ -306,6 +321,12 @@ class Trainer:
                     self.stop_best, self.bad_epochs = metrics[es.metric], 0
                 else:
                     self.bad_epochs += 1
+                if self.distributed:
+                    # every rank must stop after the same epoch (one that stops alone leaves the
+                    # others waiting in an all-reduce): rank 0's validation decides for all
+                    state = [self.stop_best, self.bad_epochs]
+                    torch.distributed.broadcast_object_list(state, src=0)
+                    self.stop_best, self.bad_epochs = state
             metrics["seconds"] = round(time.perf_counter() - t0, 3)
             metrics["best"] = is_best
             if self.is_main:
