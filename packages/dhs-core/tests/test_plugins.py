@@ -64,7 +64,7 @@ def test_configs_must_be_frozen_and_forbid_extra():
 
 
 def test_unknown_component_lists_valid_names():
-    with pytest.raises(PluginError, match="valid choices: local"):
+    with pytest.raises(PluginError, match="valid choices: dask, local"):
         plugins.get("executor", "slurm", where="executor.name")
 
 

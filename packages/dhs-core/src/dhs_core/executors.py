@@ -34,6 +34,18 @@ class Executor(ABC):
 
     def __init__(self) -> None:
         self.last_stats = {"run": 0, "skipped": 0}
+        # where an executor reports where its work runs (a Dask dashboard link); the runner
+        # points it at the run's log
+        self.log: Callable[[str], None] = lambda msg: None
+
+    @property
+    def parallelism(self) -> int:
+        """How many tasks run at once: callers that hand over tasks in batches (to bound memory)
+        size a batch from it so every worker stays busy."""
+        return int(getattr(getattr(self, "config", None), "workers", None) or 1)
+
+    def close(self) -> None:  # noqa: B027 - optional hook: an executor holding nothing needs none
+        """Release workers and connections; the runner calls it when a run point ends."""
 
     @abstractmethod
     def map(

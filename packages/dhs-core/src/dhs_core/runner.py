@@ -241,6 +241,7 @@ def _run_point(
     (run_dir / layout.GATES).unlink(missing_ok=True)
     plugins.notify_run_started(run)
     executor = _make_executor(spec)
+    executor.log = log
     result = RunResult(run_dir, assignments=point.assignments)
     tokens: dict[str, str] = {}
     producers = {a: c.name for c in comps for a in c.impl.produces}
@@ -339,6 +340,8 @@ def _run_point(
             raise StageError(f"{failed_write}; the run stopped{f' in stage {current!r}' if current else ''}, "
                              "finished stages are kept") from exc
         raise
+    finally:
+        executor.close()  # a Dask executor's cluster and connections end with the run point
     info.update(provenance.torch_info())
     info["status"] = "finished"
     info["finished"] = provenance.now()

@@ -12,10 +12,16 @@ Checkpoints are plain dicts of tensors and builtins, read only with
 ``torch.load(..., weights_only=True)``, so loading a checkpoint can never execute code. The
 network is rebuilt through the architecture registry from the checkpoint's resolved ``[model]``
 section, so every installed architecture plugin works, not only dhs-models' own.
+
+Devices: ``"auto"`` is CUDA when present. The CUDA-only branches are small and named
+(:func:`_cuda_layout`: channels_last; :func:`_autocast`: bf16 / fp16) so a GPU machine can check
+them; on the CPU inference is float32 whatever precision is asked, so CPU scores stay
+bit-identical to what the train stage writes.
 """
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import re
 from collections.abc import Callable, Mapping
@@ -105,6 +111,39 @@ def resolve_device(device: str | torch.device = "cpu") -> torch.device:
     return torch.device(device)
 
 
+#: ``precision`` of inference: float32, or autocast to bfloat16 / float16 (CUDA only)
+PRECISIONS = ("fp32", "bf16", "fp16")
+
+
+def require_device(device: str | torch.device = "auto") -> torch.device:
+    """:func:`resolve_device`, refusing a CUDA device on a machine without CUDA (a :class:`UserError`)."""
+    dev = resolve_device(device)
+    if dev.type == "cuda" and not torch.cuda.is_available():
+        raise UserError(f"device {str(device)!r} asks for CUDA, but torch sees no CUDA device here "
+                        f"(torch {torch.__version__}); use --device cpu or --device auto")
+    return dev
+
+
+def _autocast(device: torch.device, precision: str) -> Any:
+    """The autocast context of ``precision`` on ``device``.
+
+    CUDA-only branch: on the CPU inference always runs in float32, so CPU scores stay
+    bit-identical to what the train stage wrote whatever precision was asked for.
+    """
+    if precision not in PRECISIONS:
+        raise UserError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
+    if device.type != "cuda" or precision == "fp32":
+        return contextlib.nullcontext()
+    return torch.autocast("cuda", dtype=torch.bfloat16 if precision == "bf16" else torch.float16)
+
+
+def _cuda_layout(model: nn.Module, device: torch.device) -> nn.Module:
+    """CUDA-only branch: channels_last weights, the layout cuDNN's convolutions are fastest in."""
+    if device.type == "cuda":
+        model.to(memory_format=torch.channels_last)
+    return model
+
+
 @dataclass
 class Finder:
     """A trained lens finder: network in eval mode on ``device``, and its training preprocessor."""
@@ -117,10 +156,11 @@ class Finder:
     device: torch.device
     info: dict[str, Any]  # the checkpoint's other entries (epoch, best_metric, metrics, spec, ...)
 
-    def score(self, images: np.ndarray, *, meta: np.ndarray | None = None, batch_size: int = 64) -> np.ndarray:
+    def score(self, images: np.ndarray, *, meta: np.ndarray | None = None, batch_size: int = 64,
+              precision: str = "fp32") -> np.ndarray:
         """(N,) float64 scores of (N, 3, H, W) raw nanomaggy cutouts (see :func:`score_images`)."""
         return score_images(self.model, images, preprocess=self.preprocess, meta=meta, batch_size=batch_size,
-                            device=self.device)
+                            device=self.device, precision=precision)
 
     def inputs(self, images: np.ndarray) -> np.ndarray:
         """(N, 3, H', W') float32 network inputs: raw cutouts after the training preprocessor."""
@@ -158,8 +198,14 @@ def load_finder(checkpoint: str | Path, *, device: str | torch.device = "cpu",
     if finder is None:
         ckpt = read_checkpoint(path, what=what)
         model = build_network(dict(ckpt["architecture"]), where=f"{what} {str(path)!r}: architecture")
-        model.load_state_dict(ckpt["model"])
-        model.to(dev)
+        try:
+            model.load_state_dict(ckpt["model"])
+        except RuntimeError as exc:  # missing / unexpected keys, shape mismatches
+            first = str(exc).strip().splitlines()
+            raise UserError(f"{what} {str(path)!r}: its weights do not load into architecture "
+                            f"{ckpt['architecture'].get('name')!r} as installed here "
+                            f"({first[1].strip() if len(first) > 1 else first[0]})") from None
+        _cuda_layout(model.to(dev), dev)
         model.eval()
         section = ckpt.get("preprocess")  # the trainer records it; None = raw cutouts
         finder = Finder(model=model, preprocess=build_preprocess(section, where=f"{what} {str(path)!r}: preprocess"),
@@ -175,10 +221,17 @@ def load_finder(checkpoint: str | Path, *, device: str | torch.device = "cpu",
 
 
 @torch.no_grad()
-def logits(model: nn.Module, image: torch.Tensor, meta: torch.Tensor | None, device: torch.device) -> torch.Tensor:
-    """(N,) float32 logits on the CPU of a batch; ``meta`` only for a network that fuses metadata."""
+def logits(model: nn.Module, image: torch.Tensor, meta: torch.Tensor | None, device: torch.device,
+           precision: str = "fp32") -> torch.Tensor:
+    """(N,) float32 logits on the CPU of a batch; ``meta`` only for a network that fuses metadata.
+
+    ``precision`` autocasts on CUDA only (:func:`_autocast`); the logits come back as float32.
+    """
     x = image.to(device, non_blocking=True)
-    out = model(x) if meta is None else model(x, meta.to(device, non_blocking=True))
+    if device.type == "cuda":  # CUDA-only branch: inputs in the layout of the weights (_cuda_layout)
+        x = x.contiguous(memory_format=torch.channels_last)
+    with _autocast(device, precision):
+        out = model(x) if meta is None else model(x, meta.to(device, non_blocking=True))
     return out.reshape(-1).float().cpu()
 
 
@@ -190,7 +243,7 @@ def probabilities(batch_logits: torch.Tensor) -> np.ndarray:
 @torch.no_grad()
 def score_images(model: nn.Module, images: np.ndarray, *, preprocess: Preprocess | None = None,
                  meta: np.ndarray | None = None, batch_size: int = 64,
-                 device: str | torch.device = "cpu") -> np.ndarray:
+                 device: str | torch.device = "cpu", precision: str = "fp32") -> np.ndarray:
     """(N,) float64 scores of (N, 3, H, W) nanomaggy cutouts, ``batch_size`` at a time.
 
     ``preprocess`` is applied to each batch of raw cutouts; ``meta`` is the (N, n_columns) metadata
@@ -205,7 +258,7 @@ def score_images(model: nn.Module, images: np.ndarray, *, preprocess: Preprocess
         if preprocess is not None:
             chunk = np.asarray(preprocess(chunk), dtype=np.float32)
         m = None if meta is None else torch.from_numpy(np.asarray(meta[start:start + batch_size], np.float32))
-        out.append(probabilities(logits(model, torch.from_numpy(np.ascontiguousarray(chunk)), m, dev)))
+        out.append(probabilities(logits(model, torch.from_numpy(np.ascontiguousarray(chunk)), m, dev, precision)))
     return np.concatenate(out) if out else np.zeros(0)
 
 

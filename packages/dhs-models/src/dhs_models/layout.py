@@ -27,3 +27,23 @@ ARTIFACTS = {
     "scores": f"{TRAIN_DIR}/{SCORES}",
     "summary": f"{TRAIN_DIR}/{SUMMARY}",
 }
+
+#: the score stage's directory inside a run directory (``dhs score --run`` writes there too)
+SCORE_DIR = "score"
+#: what a scoring directory scores with: checkpoint SHA-256, data, shard size (written first)
+SCORE_INFO = "score.json"
+#: per-shard score files, ``SCORE_SHARD.format(index=3)`` -> ``shards/shard_000003.parquet``
+SCORE_SHARD = "shards/shard_{index:06d}.parquet"
+#: every cutout's score (null when not scored) and status, in manifest order
+SCORE_TABLE = "scores.parquet"
+#: counts by status, throughput, device, checkpoint digest, quantiles, FPR thresholds
+SCORE_SUMMARY = "summary.json"
+#: the top-K cutouts by score
+CANDIDATES = "candidates.parquet"
+
+#: the score stage's named artifacts, relative to the run directory
+SCORE_ARTIFACTS = {
+    "scores": f"{SCORE_DIR}/{SCORE_TABLE}",
+    "summary": f"{SCORE_DIR}/{SCORE_SUMMARY}",
+    "candidates": f"{SCORE_DIR}/{CANDIDATES}",
+}

@@ -39,6 +39,15 @@ def register_losses(register):
 
 @hookimpl
 def register_stages(register):
+    from dhs_models.score_stage import ScoreStage
     from dhs_models.stage import TrainStage
 
     register("train", TrainStage())
+    register("score", ScoreStage())
+
+
+@hookimpl
+def register_commands(app):
+    from dhs_models.score_cli import register
+
+    register(app)

@@ -101,7 +101,8 @@ def generate(config: SyntheticConfig, seed: int, out_dir: Path, *, executor=None
     starts = list(range(0, n, config.chunk_size))
     tasks = [RenderTask({k: v[s:s + config.chunk_size] for k, v in cat.items()}, config.stamp,
                         config.psf_beta, seed) for s in starts]
-    workers = getattr(getattr(executor, "config", None), "workers", 1)
+    # tasks at once (a Dask executor's config may name a scheduler address instead of workers)
+    workers = getattr(executor, "parallelism", 1)
     group = max(1, 2 * workers)
     arc = {k: np.zeros(n) for k in ("arc_snr", "magnification", "arc_flux_r", "arc_contrast", "source_mag_r")}
     root = out_dir / STORE_ROOT[config.store]
