@@ -18,7 +18,7 @@ def _mine(kind):
 
 
 def test_registered():
-    assert _mine("preprocessor") == ["center_crop", "raw_robust"]
+    assert _mine("preprocessor") == ["center_crop", "chain", "raw_robust"]
     assert _mine("data_source") == ["legacysurvey", "manifest"]
     assert plugins.components("stage")["data"].distribution == "dhs-data"
 

@@ -31,6 +31,7 @@ def test_extra_columns_kept(tmp_path):
         (lambda d: d.__setitem__("ra", ["x"] * 6), ["'ra'", "type string", "double"]),
         (lambda d: d["galaxy_id"].__setitem__(3, "g0001"), ["duplicate", "g0001", "rows 1, 3"]),
         (lambda d: d["label"].__setitem__(2, 2), ["'label'", "0 or 1", "[2]", "rows 2 (g0002)"]),
+        (lambda d: d["label"].__setitem__(2, 300), ["'label'", "does not convert to int8", "300"]),
         (lambda d: d["tier"].__setitem__(0, "C"), ["'tier'", "A, B", "'C'"]),
         (lambda d: d["pool"].__setitem__(1, "N3"), ["'pool'", "N1, N2"]),
         (lambda d: d["dec"].__setitem__(5, 91.0), ["'dec'", "rows 5"]),

@@ -1,10 +1,15 @@
+import io
+
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from astropy.io import fits
 from helpers import cutouts
 
 from dhs_core.errors import UserError
 from dhs_data.stores import (
+    FORMATS,
     CutoutError,
     FitsStore,
     NpzStore,
@@ -19,27 +24,56 @@ from dhs_data.stores import (
 )
 
 
-@pytest.mark.parametrize("fmt", ["npz", "fits", "shards"])
+def _write_shards(root, keys, pix):
+    with ShardWriter(root / "s", 16, shard_size=2) as w:
+        for k, a in zip(keys, pix):
+            w.add(k, a.astype(np.float64))
+    write_store_json(root, format="shards", root="s", stamp=16)
+    assert sorted(p.name for p in (root / "s").iterdir()) == [
+        "index.parquet", "shard_00000.npy", "shard_00001.npy", "shard_00002.npy"]
+
+
+def _write_files(fmt):
+    def write(root, keys, pix):
+        for k, a in zip(keys, pix):
+            (write_npz if fmt == "npz" else write_fits)(root / "c", k, a)
+        write_store_json(root, format=fmt, root="c", stamp=16)
+    return write
+
+
+def _write_stamp_parquet(root, keys, pix):
+    blobs = []
+    for a in pix:
+        buf = io.BytesIO()
+        np.savez_compressed(buf, cutout=a)
+        blobs.append(buf.getvalue())
+    pq.write_table(pa.table({"galaxy_id": keys, "stamp_npz": blobs}), root / "stamps.parquet", row_group_size=2)
+    write_store_json(root, format="stamp_parquet", root="stamps.parquet", stamp=16)
+
+
+#: how a test writes a small store of each registered format (a new format needs an entry)
+WRITERS = {"npz": _write_files("npz"), "fits": _write_files("fits"), "shards": _write_shards,
+           "stamp_parquet": _write_stamp_parquet}
+
+
+def test_every_store_format_has_a_writer_here():
+    assert sorted(WRITERS) == sorted(FORMATS)
+
+
+@pytest.mark.parametrize("fmt", sorted(FORMATS))
 def test_roundtrip_float32(tmp_path, fmt):
     pix = cutouts(5, 16)
     keys = [f"a/{i}.x" for i in range(5)]
-    if fmt == "shards":
-        with ShardWriter(tmp_path / "s", 16, shard_size=2) as w:
-            for k, a in zip(keys, pix):
-                w.add(k, a.astype(np.float64))
-        write_store_json(tmp_path, format="shards", root="s", stamp=16)
-        assert sorted(p.name for p in (tmp_path / "s").iterdir()) == [
-            "index.parquet", "shard_00000.npy", "shard_00001.npy", "shard_00002.npy"]
-    else:
-        for k, a in zip(keys, pix):
-            (write_npz if fmt == "npz" else write_fits)(tmp_path / "c", k, a)
-        write_store_json(tmp_path, format=fmt, root="c", stamp=16)
+    WRITERS[fmt](tmp_path, keys, pix)
     store = open_store(tmp_path)
     assert store.format == fmt
     for k, a in zip(keys, pix):
         got = store.get(k)
         assert got.dtype == np.float32 and got.shape == (3, 16, 16)
         np.testing.assert_array_equal(got, a)
+    batch = store.get_many(keys[::-1])
+    assert batch.dtype == np.float32 and batch.shape == (5, 3, 16, 16)
+    np.testing.assert_array_equal(batch, pix[::-1])
     with pytest.raises(CutoutError) as exc:
         store.get("a/none.x")
     assert exc.value.reason == "missing"

@@ -56,29 +56,32 @@ def register(app: Any) -> None:
         src: Path = typer.Argument(..., help="the earlier pipeline's stamp table: a parquet file or a (hive-partitioned) directory"),
         out: Path = typer.Argument(..., help="new data directory (manifest.parquet, store.json, shards/, import_report.json)"),
         stamp_column: str = typer.Option("stamp_npz", "--stamp-column", help="binary column holding each stamp's .npz bytes"),
-        id_column: str = typer.Option("galaxy_id", "--id-column", help="column identifying each cutout"),
+        id_column: str = typer.Option("galaxy_id", "--id-column", help="column identifying each cutout (becomes galaxy_id)"),
         split_from: str = typer.Option("partition", "--split-from",
-                                       help="'partition' (split=... / region_split=... directories) or a column name"),
+                                       help="'partition' (split=... / region_split=... directories), 'column' (the split "
+                                            "column), another column's name, or 'none' (the data stage assigns splits)"),
         shard_size: int = typer.Option(1024, "--shard-size", min=1, help="cutouts per .npy shard"),
-        force: bool = typer.Option(False, "--force", help="replace a non-empty OUT"),
+        force: bool = typer.Option(False, "--force", help="replace OUT when it is a data directory (a previous import)"),
     ) -> None:
         """Convert stamp tables (npz bytes in a parquet column) to CRC-checked shards; bad rows are counted."""
-        import pyarrow.parquet as pq
         from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
-        from dhs_data.importer import REPORT, import_stamp_parquet
-        from dhs_data.stores.stamp_parquet import parquet_files
+        from dhs_data.importer import import_stamp_parquet
+        from dhs_data.layout import IMPORT_REPORT
 
-        total = sum(pq.ParquetFile(p).metadata.num_rows for p in parquet_files(src))
         columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
         with Progress(*columns, transient=True) as progress:
-            task = progress.add_task("importing stamps", total=total)
+            task = progress.add_task("importing + verifying stamps", total=None)
             report = import_stamp_parquet(src, out, stamp_column=stamp_column, id_column=id_column,
                                           split_from=split_from, shard_size=shard_size, force=force,
+                                          start=lambda n: progress.update(task, total=n),
                                           advance=lambda k: progress.advance(task, k))
         typer.echo(f"imported {report['n_imported']} of {report['n_input']} stamps ({report['stamp']} px) into {out}; "
-                   f"{report['n_excluded']} excluded {report['excluded_by_reason'] or ''}; splits {report['splits']}; "
-                   f"report in {out / REPORT}")
+                   f"copy verified; splits {report['splits']}")
+        if report["n_excluded"]:
+            typer.echo(f"{report['n_excluded']} excluded by reason {report['excluded_by_reason']}; "
+                       f"by split {report['excluded_by_split']}")
+        typer.echo(f"report in {out / IMPORT_REPORT}")
 
     @group.command("verify")
     def verify_command(

@@ -30,6 +30,10 @@ SHARDS_DIR = "shards"
 SHARD_INDEX = "index.parquet"
 #: report of ``dhs data pack``
 PACK_REPORT = "pack_report.json"
+#: report of ``dhs data import``: counts, exclusions by reason and split, the first excluded rows
+IMPORT_REPORT = "import_report.json"
+#: every row ``dhs data import`` left out (source file, row, id, split, reason, detail)
+IMPORT_EXCLUDED = "import_excluded.parquet"
 
 #: the data stage's named artifacts, relative to the run directory (``Stage.artifacts``)
 ARTIFACTS = {

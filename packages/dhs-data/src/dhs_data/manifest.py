@@ -109,7 +109,10 @@ def validate_manifest(data: pa.Table | Mapping[str, Any], *, source: str = "mani
             continue
         if pa.types.is_dictionary(col.type):
             col = col.cast(pa.string())
-        columns[field.name] = col.cast(field.type) if col.type != field.type else col
+        try:
+            columns[field.name] = col.cast(field.type) if col.type != field.type else col
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as exc:  # e.g. label 300 does not fit int8
+            problems.append(f"column {field.name!r} ({col.type}) does not convert to {field.type}: {exc}")
     if problems:
         raise UserError(f"{source}: " + "; ".join(problems))
 

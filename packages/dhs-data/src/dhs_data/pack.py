@@ -4,6 +4,8 @@ Every cutout is read once from the source, its CRC-32 taken, and written to a sh
 shards are then re-read from disk and each cutout's CRC compared with the source's, so a
 short write or a bad disk is caught before the original files are trusted to be redundant.
 Output goes to a temporary directory renamed onto ``out`` at the end: no partial output.
+``dhs data import`` (:mod:`dhs_data.importer`) writes its shards through the same helpers
+(:func:`check_out`, :func:`staging_dir`, :func:`verify_copy`, :func:`publish`).
 """
 
 from __future__ import annotations
@@ -12,12 +14,13 @@ import os
 import shutil
 import zlib
 from pathlib import Path
-from typing import Callable
+from typing import Callable, Mapping
 
 import pyarrow as pa
 
 from dhs_core import io
 from dhs_core.errors import UserError
+from dhs_data.integrity import is_data_dir
 from dhs_data.layout import MANIFEST, PACK_REPORT, SHARDS_DIR, STORE_INFO
 from dhs_data.manifest import read_manifest, write_manifest
 from dhs_data.stores import (
@@ -43,6 +46,55 @@ def source_store(manifest: Path, keys: list[str]):
     raise UserError(f"{manifest}: no {STORE_INFO} next to it and cutout extensions {sorted(exts)} are not .npz/.fits")
 
 
+def check_out(out: Path, *, force: bool = False, what: str | None = None, force_flag: str | None = None) -> None:
+    """Refuse to write the data directory ``out`` over a non-empty directory, unless ``force`` and it
+    is a data directory dhs wrote (store.json or manifest.parquet): replacing a previous output is
+    allowed, deleting a user's files is not. ``what`` names ``out`` in the message, ``force_flag``
+    the option that allows replacing it (None when the command has none)."""
+    what = what or str(out)
+    if not out.exists() or (out.is_dir() and not any(out.iterdir())):
+        return
+    if not force:
+        hint = f" or pass {force_flag} to replace it" if force_flag else ""
+        raise UserError(f"{what} exists and is not empty; choose a new directory{hint}")
+    if not is_data_dir(out):
+        raise UserError(f"{what} exists and is not a data directory (no {STORE_INFO} or {MANIFEST}); "
+                        f"{force_flag or 'replacing'} only replaces a previous output: move it away or choose a new "
+                        "directory")
+
+
+def staging_dir(out: Path) -> Path:
+    """An empty hidden sibling of ``out`` to build it in (see :func:`publish`)."""
+    tmp = out.parent / f".{out.name}.partial"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    return tmp
+
+
+def verify_copy(root: Path, stamp: int, crcs: Mapping[str, int], advance: Callable[[int], None]) -> None:
+    """Re-read every cutout of the shard store at ``root`` from disk and compare its CRC-32 with the
+    source's (``crcs``: key -> CRC-32 of the float32 pixels taken before writing)."""
+    packed = ShardStore(root, stamp)
+    for key, crc in crcs.items():
+        try:
+            again = packed.get(key, verify=True)
+        except CutoutError as exc:
+            raise UserError(f"verification of the packed copy failed for {key!r}: {exc}") from exc
+        if zlib.crc32(again.tobytes()) != crc:
+            raise UserError(f"verification of the packed copy failed for {key!r}: pixels differ from the source")
+        advance(1)
+
+
+def publish(tmp: Path, out: Path) -> None:
+    """Move the finished ``tmp`` onto ``out``; a previous ``out`` is set aside first and removed last."""
+    previous = out.parent / f".{out.name}.previous"
+    shutil.rmtree(previous, ignore_errors=True)
+    if out.exists():
+        os.replace(out, previous)
+    os.replace(tmp, out)
+    shutil.rmtree(previous, ignore_errors=True)
+
+
 def pack(
     manifest: str | Path,
     out: str | Path,
@@ -58,14 +110,11 @@ def pack(
     manifest, out = Path(manifest), Path(out)
     if shard_size < 1:
         raise UserError(f"--shard-size {shard_size}: must be >= 1")
-    if out.exists() and any(out.iterdir()):
-        raise UserError(f"--out {out} exists and is not empty; choose a new directory")
+    check_out(out, what=f"--out {out}")
     table = read_manifest(manifest)
     keys = table.column("cutout_path").to_pylist()
     src = source_store(manifest, keys)
-    tmp = out.parent / f".{out.name}.partial"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
+    tmp = staging_dir(out)
     try:
         bad, crcs, writer, kept = [], {}, None, []
         for i, key in enumerate(keys):
@@ -93,23 +142,13 @@ def pack(
             raise UserError(f"{manifest}: no readable cutouts to pack")
         writer.close()
         stamp = writer.stamp
-        packed = ShardStore(tmp / SHARDS_DIR, stamp)
-        for key in crcs:
-            try:
-                again = packed.get(key, verify=True)
-            except CutoutError as exc:
-                raise UserError(f"verification of the packed copy failed for {key!r}: {exc}") from exc
-            if zlib.crc32(again.tobytes()) != crcs[key]:
-                raise UserError(f"verification of the packed copy failed for {key!r}: pixels differ from the source")
-            advance(1)
+        verify_copy(tmp / SHARDS_DIR, stamp, crcs, advance)
         write_manifest(table.take(pa.array(kept)), tmp / MANIFEST)
         write_store_json(tmp, format="shards", root=SHARDS_DIR, stamp=stamp)
         summary = {"source": str(manifest), "n_input": len(keys), "n_packed": len(kept), "excluded": bad,
                    "stamp": stamp, "shard_size": shard_size, "verified": True}
         io.write_json(tmp / PACK_REPORT, summary)
-        if out.exists():
-            out.rmdir()
-        os.replace(tmp, out)
+        publish(tmp, out)
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

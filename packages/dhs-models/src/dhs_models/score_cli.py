@@ -56,11 +56,17 @@ def register(app: Any) -> None:
             raise UserError("--checkpoint needs --data DATA_DIR and --out DIR")
         pool = plugins.build("executor", {"name": executor}, where="--executor") if executor else None
         err = Console(stderr=True)
-        with _BarProgress(err) as progress:
-            summary = run_scoring(checkpoint, data, out, executor=pool, device=device, precision=precision,
-                                  shard_size=shard_size, batch_size=batch_size, top_k=top_k, fprs=fpr,
-                                  run_dir=run, force=force, progress=progress,
-                                  log=lambda msg: err.print(f"dhs: {msg}", markup=False, highlight=False))
+        try:
+            if pool is not None:
+                pool.log = lambda msg: err.print(f"dhs: {msg}", markup=False, highlight=False)
+            with _BarProgress(err) as progress:
+                summary = run_scoring(checkpoint, data, out, executor=pool, device=device, precision=precision,
+                                      shard_size=shard_size, batch_size=batch_size, top_k=top_k, fprs=fpr,
+                                      run_dir=run, force=force, progress=progress,
+                                      log=lambda msg: err.print(f"dhs: {msg}", markup=False, highlight=False))
+        finally:
+            if pool is not None:
+                pool.close()  # a Dask cluster the command started
         rate = summary["throughput_cutouts_per_s"]
         typer.echo(f"scored {summary['n_scored']} of {summary['n_cutouts']} cutouts on {summary['device']} "
                    f"({summary['n_shards']} shards, {summary['resumed_shards']} already done"

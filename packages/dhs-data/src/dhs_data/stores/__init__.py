@@ -1,11 +1,12 @@
-"""Cutout stores (npz / fits / shards) and ``store.json``, the file that describes one.
+"""Cutout stores (npz / fits / shards / stamp_parquet) and ``store.json``, the file that describes one.
 
 ``data_dir/store.json``::
 
     {"format": "shards", "root": "shards", "stamp": 64, "bands": "grz", "version": 1}
 
 ``root`` is relative to ``data_dir`` (or absolute, for cutouts that live outside a run, as
-with the ``manifest`` data source). :func:`open_store` returns a reader whose
+with the ``manifest`` data source). A ``stamp_parquet`` store may add ``"options":
+{"stamp_column": ..., "id_column": ...}`` for tables whose columns are named otherwise. :func:`open_store` returns a reader whose
 ``get(cutout_path)`` gives float32 ``(3, H, W)`` or raises
 :class:`~dhs_data.stores.base.CutoutError` with a reason.
 """
@@ -24,7 +25,7 @@ from dhs_data.layout import MANIFEST
 from dhs_data.layout import STORE_INFO as STORE_JSON
 from dhs_data.stores.base import REASONS, CutoutError, PathEscapeError, check_cutout, cutout_path
 from dhs_data.stores.fits import FitsStore, write_fits
-from dhs_data.stores.npz import NpzStore, write_npz
+from dhs_data.stores.npz import NpzStore, read_npz_cutout, write_npz
 from dhs_data.stores.shards import VERIFY_MODES, ShardStore, ShardWriter
 from dhs_data.stores.stamp_parquet import StampParquetStore
 
@@ -39,13 +40,29 @@ class CutoutStore(Protocol):
     def get(self, key: str) -> np.ndarray: ...
 
 
-def write_store_json(data_dir: str | Path, *, format: str, root: str | Path, stamp: int | None = None) -> Path:
+#: store.json ``options`` each format accepts (keyword arguments of its reader)
+OPTIONS = {"stamp_parquet": ("stamp_column", "id_column")}
+
+
+def write_store_json(data_dir: str | Path, *, format: str, root: str | Path, stamp: int | None = None,
+                     options: dict[str, str] | None = None) -> Path:
     """Describe the store of ``data_dir`` (atomically)."""
     if format not in FORMATS:
         raise UserError(f"store format {format!r} is not one of {', '.join(FORMATS)}")
+    _check_options(format, options or {}, "store.json")
+    info = {"format": format, "root": str(root), "stamp": stamp, "bands": "grz", "version": 1}
+    if options:
+        info["options"] = dict(options)
     path = Path(data_dir) / STORE_JSON
-    io.write_json(path, {"format": format, "root": str(root), "stamp": stamp, "bands": "grz", "version": 1})
+    io.write_json(path, info)
     return path
+
+
+def _check_options(format: str, options: object, where: str) -> None:
+    allowed = OPTIONS.get(format, ())
+    if not isinstance(options, dict) or any(k not in allowed for k in options):
+        raise UserError(f"{where}: options {options!r} are not valid for format {format!r} (allowed: "
+                        f"{', '.join(allowed) or 'none'})")
 
 
 def read_store_json(data_dir: str | Path) -> dict:
@@ -73,6 +90,7 @@ def read_store_json(data_dir: str | Path) -> dict:
         raise UserError(f"{path} is not valid JSON: {exc}") from exc
     if info.get("format") not in FORMATS:
         raise UserError(f"{path}: format {info.get('format')!r} is not one of {', '.join(FORMATS)}")
+    _check_options(info["format"], info.get("options", {}), str(path))
     return info
 
 
@@ -89,11 +107,11 @@ def open_store(data_dir: str | Path, *, verify: str = "first-read") -> CutoutSto
         root = Path(data_dir) / root
     if info["format"] == "shards":
         return ShardStore(root, info.get("stamp"), verify=verify)
-    return FORMATS[info["format"]](root, info.get("stamp"))
+    return FORMATS[info["format"]](root, info.get("stamp"), **info.get("options", {}))
 
 
 __all__ = [
     "FORMATS", "REASONS", "STORE_JSON", "CutoutError", "CutoutStore", "FitsStore", "NpzStore", "PathEscapeError",
-    "VERIFY_MODES", "ShardStore", "ShardWriter", "StampParquetStore", "check_cutout", "cutout_path", "open_store", "read_store_json", "write_fits",
-    "write_npz", "write_store_json",
+    "VERIFY_MODES", "ShardStore", "ShardWriter", "StampParquetStore", "check_cutout", "cutout_path", "open_store",
+    "read_npz_cutout", "read_store_json", "write_fits", "write_npz", "write_store_json",
 ]
