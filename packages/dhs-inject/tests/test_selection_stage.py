@@ -490,3 +490,16 @@ def test_a_preprocess_chain_reaches_training_and_injections_alike(tmp_path):
     assert np.array_equal(finder.inputs(raw), raw_robust(center_crop(raw, 64), annulus=(20, 32)))
     with pytest.raises(UserError, match="preprocessed as in training"):
         load_finder(run_dir / "train" / "best.pt", preprocess={"name": "raw_robust", "annulus": [20, 32]})
+
+
+def test_scoring_device_cuda_without_cuda_is_refused(finished, tmp_path, monkeypatch):
+    """device = "cuda" on a machine without CUDA stops the stage with the reason; "cpu" and the
+    default "auto" score on the CPU (the train stage's own path)."""
+    import torch
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    run_dir = _copy(finished, tmp_path)
+    with pytest.raises(UserError, match="CUDA"):
+        dhs_core.run(spec(run_dir, device="cuda"))
+    result = dhs_core.run(spec(run_dir, device="cpu"))
+    assert result.stages["selection_function"] == "ran"

@@ -49,6 +49,7 @@ class CellTask:
     host_keys: list[str] = field(default_factory=list)  # cutout_path of each host slot
     host_meta: dict[str, list] = field(default_factory=dict)  # per-slot manifest columns
     batch_size: int = 64  # injection slots rendered and scored together
+    device: str = "cpu"  # where the finder scores (resolved by the stage: "cpu" or "cuda")
     seed: int = 0  # ctx.seed_for(cell_id)
 
 
@@ -92,7 +93,8 @@ def run_cell(task: CellTask) -> dict[str, Any]:
     comp, cfg = cell_injector_config(task.injector, cell["theta_e"], cell["source_mag_lo"], cell["source_mag_hi"],
                                      _beta_bin(cell))
     injector = comp.impl(cfg)
-    finder = load_finder(task.checkpoint, preprocess=task.preprocess, what="selection_function: checkpoint")
+    finder = load_finder(task.checkpoint, preprocess=task.preprocess, device=task.device,
+                         what="selection_function: checkpoint")
     meta_columns = finder.metadata_columns
     missing = [c for c in meta_columns if c not in task.host_meta]
     if missing:

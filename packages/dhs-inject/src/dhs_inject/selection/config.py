@@ -211,6 +211,9 @@ class SelectionFunctionConfig(ComponentConfig):
     qa_n: int = Field(100, ge=1, le=100_000)
     # injections rendered and scored per batch (memory ~ a few x batch_size x 3 x H x W floats)
     batch_size: int = Field(128, ge=1, le=100_000)
+    # where the finder scores the injections: "auto" = CUDA when present, else the CPU (float32 on
+    # the CPU: the train stage's own scores); "cuda" without CUDA is refused when the stage starts
+    device: Literal["auto", "cpu", "cuda"] = "auto"
     # write completeness PNGs (vs theta_E per magnitude bin; theta_E x PSF heatmap)
     plots: bool = True
 

@@ -140,7 +140,7 @@ class SelectionFunctionStage(Stage):
         from dhs_eval.selection import completeness_posterior
         from dhs_inject.selection import grid as grids
         from dhs_inject.selection.cell import CellTask, cell_injector_config, run_cell
-        from dhs_models.inference import load_finder
+        from dhs_models.inference import load_finder, require_device
 
         cfg: SelectionFunctionConfig = ctx.spec.selection_function
         retain_freed_memory()  # injection batches reuse freed heap pages (dhs_core.allocator)
@@ -148,7 +148,8 @@ class SelectionFunctionStage(Stage):
         preprocess = _dump(getattr(ctx.spec, "preprocess", None))
         # refuses a checkpoint trained with another preprocessor: injections must reach the
         # network exactly as the training cutouts did
-        finder = load_finder(checkpoint, preprocess=preprocess, what="selection_function: checkpoint")
+        device = str(require_device(cfg.device).type)  # the cells score there (a scored cell is device-agnostic)
+        finder = load_finder(checkpoint, preprocess=preprocess, device=device, what="selection_function: checkpoint")
         injector = _dump(cfg.injector)
         beta0 = tuple(cfg.beta_frac_edges[:2]) if cfg.beta_frac_edges else None
         cell_injector_config(injector, cfg.theta_e.start, cfg.source_mag_edges[0], cfg.source_mag_edges[1], beta0)
@@ -182,7 +183,8 @@ class SelectionFunctionStage(Stage):
             tasks.append(CellTask(
                 output=str(cell_dir / f"{cell['cell_id']}-{digest}.parquet"), cell=cell, data_dir=str(data_dir),
                 checkpoint=str(checkpoint), preprocess=preprocess, injector=injector, host_keys=task_keys,
-                host_meta={c: v[chosen].tolist() for c, v in columns.items()}, batch_size=cfg.batch_size, seed=seed))
+                host_meta={c: v[chosen].tolist() for c, v in columns.items()}, batch_size=cfg.batch_size, seed=seed,
+                device=device))
             for name, inj in variants.items():  # same hosts, same seed: common random numbers
                 digest = grids.task_digest({**common, "injector": inj, "cell": cell, "hosts": task_keys, "seed": seed})
                 variant_tasks[name].append(replace(
