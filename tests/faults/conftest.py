@@ -7,11 +7,19 @@ import hashlib
 import json
 import os
 import re
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import pytest
+
+# A shell without job control starts background jobs with SIGINT ignored, and a Python started
+# with SIGINT ignored installs no KeyboardInterrupt handler; the children these tests signal
+# would then ignore SIGINT too. Give the test process (and so every child it starts) the normal
+# disposition, as an interactive shell would.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 
 # The whole pipeline (data, train, evaluate, selection_function, report) at the smallest size
 # that still exercises every stage: 2 epochs so a kill can fall between them, 4 grid cells so
