@@ -501,5 +501,8 @@ def test_scoring_device_cuda_without_cuda_is_refused(finished, tmp_path, monkeyp
     run_dir = _copy(finished, tmp_path)
     with pytest.raises(UserError, match="CUDA"):
         dhs_core.run(spec(run_dir, device="cuda"))
+    # rendering the injections on CUDA (the injector's device) is refused the same way, up front
+    with pytest.raises(UserError, match="CUDA"):
+        dhs_core.run(spec(run_dir, device="cpu", injector={"name": "model1", "fast_kernel": False, "device": "cuda"}))
     result = dhs_core.run(spec(run_dir, device="cpu"))
     assert result.stages["selection_function"] == "ran"

@@ -133,3 +133,72 @@ def test_dhs_run_under_torchrun_writes_once_and_resumes(tmp_path):
     assert epochs == [1, 2]
     assert json.loads((out / layout.RUN_INFO).read_text())["status"] == "finished"
     assert torch.load(train / "last.pt", weights_only=True)["epoch"] == 1
+
+
+def _resume_worker(rank: int, world: int, init_file: str, out_dir: str, result_dir: str, rank0_fails: bool) -> None:
+    import json
+    from datetime import timedelta
+
+    from dhs_core.errors import UserError
+    from dhs_models.training import trainer as trainer_module
+
+    if rank0_fails and rank == 0:  # last.pt unreadable from rank 0 alone (e.g. a stale network-file-system view)
+        def unreadable(path, what):
+            import time
+
+            time.sleep(3)  # a slow read: the other rank reaches the file before rank 0 moves it aside
+            raise UserError(f"{what} {path} is damaged")
+        trainer_module.read_checkpoint = unreadable
+
+    os.environ["DHS_LOAD_PLUGINS"] = "builtin"
+    torch.set_num_threads(1)
+    # a short timeout: ranks that disagree on where to start fail here instead of hanging
+    dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world,
+                            timeout=timedelta(seconds=60))
+    try:
+        trainer = _toy_trainer(out_dir, epochs=2)
+        trainer.fit()
+        with open(os.path.join(result_dir, f"start{rank}.json"), "w") as fh:
+            json.dump({"start_epoch": trainer.start_epoch}, fh)
+    finally:
+        dist.destroy_process_group()
+
+
+def _toy_trainer(out_dir, epochs: int):
+    from helpers import ToyLenses
+
+    from dhs_core import plugins
+    from dhs_models import build_model
+    from dhs_models.training.config import TrainConfig
+    from dhs_models.training.trainer import Trainer
+
+    torch.manual_seed(0)
+    arch = {"name": "bottlenecked_resnet", "base_ch": 4, "blocks": [1, 1, 1, 1]}
+    model = build_model("bottlenecked_resnet", base_ch=4, blocks=[1, 1, 1, 1])
+    cfg = TrainConfig(epochs=epochs, micro_batch=4, effective_batch=8, augment=False, device="cpu")
+    return Trainer(model, cfg, plugins.build("loss", "bce"), out_dir, ToyLenses(16, seed=1), ToyLenses(8, seed=2),
+                   seed=5, architecture=arch, log=lambda m: None)
+
+
+@pytest.mark.parametrize("damaged,rank0_fails", [(False, False), (True, False), (False, True)],
+                         ids=["resume", "damaged_last", "unreadable_on_rank0_only"])
+@pytest.mark.skipif(not dist.is_available(), reason="torch.distributed not available")
+def test_ranks_agree_where_to_start(tmp_path, damaged, rank0_fails):
+    """Rank 0 decides whether to resume and every rank follows: with a good last.pt all ranks
+    start at epoch 1; with a damaged one rank 0 moves it aside and all ranks start from scratch
+    (a rank reading the file rank 0 was moving aside would otherwise start elsewhere and hang)."""
+    import json
+
+    out = tmp_path / "train"
+    _toy_trainer(out, epochs=1).fit()  # one process, one epoch: last.pt after epoch 1
+    last = out / "last.pt"
+    if damaged:
+        last.write_bytes(last.read_bytes()[:200])
+    mp.spawn(_resume_worker, args=(2, str(tmp_path / "init"), str(out), str(tmp_path), rank0_fails), nprocs=2,
+             join=True)
+    starts = [json.loads((tmp_path / f"start{r}.json").read_text())["start_epoch"] for r in (0, 1)]
+    from_scratch = damaged or rank0_fails
+    assert starts == ([0, 0] if from_scratch else [1, 1])
+    assert bool(list(out.glob("last.pt.damaged-*"))) == from_scratch
+    epochs = [json.loads(x)["epoch"] for x in (out / "metrics.jsonl").read_text().splitlines()]
+    assert epochs == [1, 2]

@@ -59,8 +59,8 @@ class InjectionBatch:
     source_flux: np.ndarray | None = None
 
 
-def _t(value: Any, dtype: torch.dtype) -> torch.Tensor:
-    return torch.as_tensor(np.asarray(value), dtype=dtype)
+def _t(value: Any, dtype: torch.dtype, device: torch.device | None = None) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(value), dtype=dtype, device=device)
 
 
 def make_kernels(psfsize_r: torch.Tensor, *, pixel_scale: float, model: str = "gaussian",
@@ -68,7 +68,7 @@ def make_kernels(psfsize_r: torch.Tensor, *, pixel_scale: float, model: str = "g
                  kernel: np.ndarray | None = None) -> torch.Tensor:
     """(N, 3, K, K) unit-sum PSFs: Gaussian/Moffat per-band FWHM from psfsize_r, or a fixed pixel kernel."""
     if model == "file":
-        k = torch.as_tensor(kernel, dtype=psfsize_r.dtype)
+        k = torch.as_tensor(kernel, dtype=psfsize_r.dtype, device=psfsize_r.device)
         k = k.expand(3, *k.shape[-2:]) if k.ndim == 2 else k
         return k.expand(psfsize_r.shape[0], *k.shape)
     fwhm = psf.band_fwhm(psfsize_r, band_scale)
@@ -103,7 +103,8 @@ def simulate_arcs(params: dict[str, np.ndarray], *, n_pix: int, pixel_scale: flo
                   supersample: int | str = ADAPTIVE, kernels: torch.Tensor, clumps: np.ndarray | None = None,
                   stamps: np.ndarray | None = None, dtype: torch.dtype = torch.float32,
                   compile: bool = False, psf_convolution: str = "subpixel",
-                  max_supersample: int = MAX_SUPERSAMPLE, tolerance: float = TOLERANCE) -> ArcImages:
+                  max_supersample: int = MAX_SUPERSAMPLE, tolerance: float = TOLERANCE,
+                  device: str | torch.device | None = None) -> ArcImages:
     """Render lensed, PSF-convolved arcs for N parameter sets (SIE + shear, Sersic/clumps or stamps).
 
     ``params`` needs theta_e, lens_e1, lens_e2, lens_x, lens_y, gamma1, gamma2, src_x, src_y,
@@ -116,6 +117,8 @@ def simulate_arcs(params: dict[str, np.ndarray], *, n_pix: int, pixel_scale: flo
     ``psf_convolution``: ``"subpixel"`` (default: the PSF acts on the light at its sub-pixel
     position and is integrated over the output pixel, :func:`dhs_inject.psf.convolve_subpixel`)
     or ``"pixel"`` (the sub-pixel mean is convolved on the pixel grid, lenstronomy's default).
+    ``device``: where the arcs are rendered (default: the device of ``kernels``); every tensor of
+    the render is made there, so a CUDA device renders the whole batch on the GPU.
     """
     validate_parameters(params)
     require(psf_convolution in ("pixel", "subpixel"),
@@ -127,13 +130,14 @@ def simulate_arcs(params: dict[str, np.ndarray], *, n_pix: int, pixel_scale: flo
         check_max_supersample(max_supersample)
     subpixel = psf_convolution == "subpixel"
     moments = refined = None
-    p = {k: _t(v, dtype) for k, v in params.items() if np.asarray(v).dtype.kind in "fiu"}
+    device = kernels.device if device is None else torch.device(device)
+    p = {k: _t(v, dtype, device) for k, v in params.items() if np.asarray(v).dtype.kind in "fiu"}
     lens = dict(theta_e=p["theta_e"], e1=p["lens_e1"], e2=p["lens_e2"], center_x=p["lens_x"],
                 center_y=p["lens_y"], gamma1=p["gamma1"], gamma2=p["gamma2"])
     if stamps is not None:
         grid = dict(n_pix=n_pix, pixel_scale=pixel_scale, supersample=STAMP_SUPERSAMPLE if adaptive else supersample)
         scale = p["src_stamp_scale"].reshape(-1, 1, 1)
-        stamp_t = _t(stamps, dtype)
+        stamp_t = _t(stamps, dtype, device)
 
         def stamp_source(bx: torch.Tensor, by: torch.Tensor) -> torch.Tensor:
             # evaluate in stamp pixels, then convert per-pixel^2 to per-arcsec^2
@@ -149,7 +153,7 @@ def simulate_arcs(params: dict[str, np.ndarray], *, n_pix: int, pixel_scale: flo
         clump_t = None
         smooth = torch.ones_like(p["theta_e"])
         if clumps is not None:
-            clump_t = _t(clumps, dtype).clone()
+            clump_t = _t(clumps, dtype, device).clone()
             clump_t[..., 1] += p["src_x"][:, None]
             clump_t[..., 2] += p["src_y"][:, None]
             smooth = 1 - clump_t[..., 0].sum(1)
@@ -173,7 +177,7 @@ def simulate_arcs(params: dict[str, np.ndarray], *, n_pix: int, pixel_scale: flo
     # into its PSF (convolution is linear), so no extra pass over the band images is needed
     # the Sersic/clump renderer zeroes faint tails itself, so the convolution's denormal guard is
     # only needed for interpolated stamps
-    band_kernels = kernels.to(dtype) * flux[..., None, None]
+    band_kernels = kernels.to(device=device, dtype=dtype) * flux[..., None, None]
     if subpixel:
         arcs = psf.convolve_subpixel(moments, band_kernels)  # moments: flux and moments, (N, 6, H, W)
     else:

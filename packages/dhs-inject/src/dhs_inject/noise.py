@@ -52,8 +52,8 @@ def sky_sigma_from_psfdepth(psfdepth: torch.Tensor, kernels: torch.Tensor) -> to
 def sky_sigma_from_ring(images: torch.Tensor, ring_frac: float = 0.8) -> torch.Tensor:
     """(N, B, H, W) cutouts -> (N, B) robust sky sigma from the outer ring (MAD, NaN ignored)."""
     h, w = images.shape[-2:]
-    yy = torch.arange(h, dtype=torch.float64) - (h - 1) / 2
-    xx = torch.arange(w, dtype=torch.float64) - (w - 1) / 2
+    yy = torch.arange(h, dtype=torch.float64, device=images.device) - (h - 1) / 2
+    xx = torch.arange(w, dtype=torch.float64, device=images.device) - (w - 1) / 2
     r = torch.sqrt(yy[:, None] ** 2 + xx[None, :] ** 2)
     ring = images[..., r >= ring_frac * min(h, w) / 2]
     med = torch.nanmedian(ring, dim=-1, keepdim=True).values
@@ -74,6 +74,11 @@ def add_sky_noise(images: torch.Tensor, sigma: torch.Tensor, generator: torch.Ge
 
 
 def add_arc_poisson_noise(arc: torch.Tensor, gain: float, generator: torch.Generator) -> torch.Tensor:
-    """Poisson noise of the arc's own photons; ``gain`` in electrons per nanomaggy. Zero-mean."""
+    """Poisson noise of the arc's own photons; ``gain`` in electrons per nanomaggy. Zero-mean.
+
+    The counts are drawn on the generator's device (the CPU for ``torch.Generator()``), so an arc
+    rendered on a GPU gets the same random stream, and the same noise, as one rendered on the CPU.
+    """
     electrons = (arc * gain).clamp_min(0)
-    return arc + (torch.poisson(electrons, generator=generator) - electrons) / gain
+    draws = torch.poisson(electrons.to(generator.device), generator=generator).to(arc.device)
+    return arc + (draws - electrons) / gain

@@ -15,8 +15,12 @@ class BaseInjector:
     """Draws parameters, renders arcs, adds them to hosts, retries failures on new hosts."""
 
     def __init__(self, config: InjectorConfig):
+        from dhs_models.inference import require_device
+
         self.config = config
         self.dtype = torch.float64 if config.dtype == "float64" else torch.float32
+        # "cuda" on a machine without CUDA is refused here, before any host is drawn
+        self.device = require_device(getattr(config, "device", "cpu"))
 
     # hooks for subclasses -------------------------------------------------
     def host_problem(self, host: np.ndarray, meta: dict[str, object]) -> str | None:
@@ -41,7 +45,7 @@ class BaseInjector:
                                     supersample=self.config.supersample, kernels=kernels,
                                     max_supersample=self.config.max_supersample, tolerance=self.config.tolerance,
                                     psf_convolution=self.config.psf_convolution, clumps=clumps,
-                                    dtype=self.dtype, compile=self.config.fast_kernel)
+                                    dtype=self.dtype, compile=self.config.fast_kernel, device=self.device)
 
     # protocol -------------------------------------------------------------
     def inject(self, hosts: np.ndarray, host_meta: dict[str, np.ndarray], rng: np.random.Generator, *,
@@ -94,25 +98,30 @@ class BaseInjector:
         engine.lens_e1e2(params)
         if shown is not params:
             engine.lens_e1e2(shown)
-        psfsize = torch.as_tensor(np.asarray(sel_meta["psfsize_r"], float) * psf_scale, dtype=self.dtype)
+        dev = self.device
+        psfsize = torch.as_tensor(np.asarray(sel_meta["psfsize_r"], float) * psf_scale, dtype=self.dtype, device=dev)
         arc = self.render(shown, shown_clumps, psfsize, hosts.shape[-1], rng)
-        host_t = torch.as_tensor(hosts[idx], dtype=self.dtype)
+        host_t = torch.as_tensor(hosts[idx], dtype=self.dtype, device=dev)
         if self.config.noise == "psfdepth" and "psfdepth_r" in sel_meta:
-            depth = torch.as_tensor(np.asarray(sel_meta["psfdepth_r"], float), dtype=self.dtype)
+            depth = torch.as_tensor(np.asarray(sel_meta["psfdepth_r"], float), dtype=self.dtype, device=dev)
             sigma = noise.sky_sigma_from_psfdepth(depth[:, None].expand(-1, 3), arc.kernels)
         else:
             sigma = noise.sky_sigma_from_ring(host_t)
         gen = torch.Generator().manual_seed(int(rng.integers(2**31)))
         images, arcs, snr, flux = engine.inject_arcs(host_t, arc, sky_sigma=sigma,
                                                      arc_poisson_gain=self.config.arc_poisson_gain, generator=gen)
-        finite = torch.isfinite(images).flatten(1).all(1).numpy() & np.isfinite(snr.numpy())
+        def host(t: torch.Tensor) -> np.ndarray:  # results come back to the CPU as numpy
+            return t.detach().cpu().numpy()
+
+        snr_np = host(snr)
+        finite = host(torch.isfinite(images).flatten(1).all(1)) & np.isfinite(snr_np)
         if not finite.all():
             failures["nonfinite_result"] = failures.get("nonfinite_result", 0) + int((~finite).sum())
         keep = finite
         return engine.InjectionBatch(
-            images=images.numpy()[keep].astype(np.float32), arcs=arcs.numpy()[keep].astype(np.float32),
-            magnification=arc.magnification.numpy()[keep], arc_snr=snr.numpy()[keep],
-            injected_flux=flux.numpy()[keep], arc_flux=arc.arcs.sum(dim=(-2, -1)).numpy()[keep],
-            source_flux=arc.source_flux.numpy()[keep], params={k: np.asarray(v)[keep] for k, v in params.items()},
+            images=host(images)[keep].astype(np.float32), arcs=host(arcs)[keep].astype(np.float32),
+            magnification=host(arc.magnification)[keep], arc_snr=snr_np[keep],
+            injected_flux=host(flux)[keep], arc_flux=host(arc.arcs.sum(dim=(-2, -1)))[keep],
+            source_flux=host(arc.source_flux)[keep], params={k: np.asarray(v)[keep] for k, v in params.items()},
             host_index=idx[keep], n_ok=int(keep.sum()), n_failed=int(sum(failures.values())),
             n_dropped=int(n - keep.sum()), failures=failures)

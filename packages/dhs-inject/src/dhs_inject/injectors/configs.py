@@ -70,6 +70,10 @@ class InjectorConfig(ComponentConfig):
     arc_poisson_gain: float | None = None  # electrons per nanomaggy; None = no arc Poisson noise
     max_retries: int = Field(5, ge=0)  # new hosts tried after a failed injection
     dtype: Literal["float32", "float64"] = "float32"  # working precision
+    # where the arcs are rendered: "cpu" (default: results independent of the machine), "cuda"
+    # (the whole batch on the GPU; refused where torch sees no CUDA device) or "auto" (CUDA when
+    # present). Host cutouts and results stay numpy; only the render moves.
+    device: Literal["cpu", "cuda", "auto"] = "cpu"
     # Sersic (+ clump) sources always go through the fused ray-shooting kernel of dhs_inject.render;
     # True runs it compiled by torch.compile (compiled on first use in a process; if that fails, a
     # warning gives the reason once and it runs eagerly), False runs it eagerly (same maths, no

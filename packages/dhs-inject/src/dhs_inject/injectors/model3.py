@@ -112,15 +112,15 @@ class Model3Injector(BaseInjector):
         kernels = engine.make_kernels(psfsize_r, pixel_scale=self.config.pixel_scale, model=self.config.psf,
                                       moffat_beta=self.config.moffat_beta, band_scale=self.config.band_scale)
         if self.residuals is not None:
-            arcs = torch.as_tensor(fit_to_size(sources, n_pix), dtype=self.dtype)
-            nan = torch.full((len(arcs),), float("nan"), dtype=self.dtype)
+            arcs = torch.as_tensor(fit_to_size(sources, n_pix), dtype=self.dtype, device=self.device)
+            nan = torch.full((len(arcs),), float("nan"), dtype=self.dtype, device=self.device)
             return engine.ArcImages(arcs=arcs, magnification=nan, source_flux=arcs.sum(dim=(-2, -1)),
                                     kernels=kernels)
         return engine.simulate_arcs(params, n_pix=n_pix, pixel_scale=self.config.pixel_scale,
                                     supersample=self.config.supersample, kernels=kernels,
                                     max_supersample=self.config.max_supersample, tolerance=self.config.tolerance,
                                     psf_convolution=self.config.psf_convolution, stamps=sources,
-                                    dtype=self.dtype)
+                                    dtype=self.dtype, device=self.device)
 
 
 def model3(config: Model3Config) -> Model3Injector:

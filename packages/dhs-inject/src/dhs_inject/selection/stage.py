@@ -151,6 +151,8 @@ class SelectionFunctionStage(Stage):
         device = str(require_device(cfg.device).type)  # the cells score there (a scored cell is device-agnostic)
         finder = load_finder(checkpoint, preprocess=preprocess, device=device, what="selection_function: checkpoint")
         injector = _dump(cfg.injector)
+        # injector.device = "cuda" renders the injections on the GPU; refused now, not in a worker
+        require_device(str(injector.get("device", "cpu")))
         beta0 = tuple(cfg.beta_frac_edges[:2]) if cfg.beta_frac_edges else None
         cell_injector_config(injector, cfg.theta_e.start, cfg.source_mag_edges[0], cfg.source_mag_edges[1], beta0)
         # each sensitivity variant: the same injector with a perturbation (checked now, not mid-grid)

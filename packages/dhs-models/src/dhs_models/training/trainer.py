@@ -207,6 +207,25 @@ class Trainer:
         self.log(f"resuming from {path} after epoch {self.start_epoch}")
         return True
 
+    def _resume_together(self) -> bool:
+        """:meth:`try_resume` under DDP: rank 0 decides, every rank follows.
+
+        Rank 0 reads ``last.pt`` first (and moves a damaged one aside, or discards one of
+        another configuration); only when it resumes do the other ranks read the same file, and
+        each must arrive at rank 0's starting epoch. Without this a rank could resume from a
+        file rank 0 was moving aside, or train from scratch while rank 0 resumed, and the ranks
+        would then wait on each other's all-reduces for ever.
+        """
+        decision = [self.try_resume() if self.is_main else False, self.start_epoch]
+        torch.distributed.broadcast_object_list(decision, src=0)
+        resumed, start_epoch = bool(decision[0]), int(decision[1])
+        if not self.is_main and resumed:
+            if not self.try_resume() or self.start_epoch != start_epoch:
+                raise UserError(f"rank {self.rank} could not resume from {self.out_dir / LAST} at epoch "
+                                f"{start_epoch} as rank 0 did (it reached epoch {self.start_epoch}); is the "
+                                "run directory on a file system every rank sees alike?")
+        return resumed
+
     # ---- one epoch -------------------------------------------------------------------------
     def _train_loader(self, epoch: int) -> DataLoader:
         ds, mb = self.train_data, self.config.micro_batch
@@ -285,7 +304,12 @@ class Trainer:
         ``resume=False`` (``dhs run --force``) trains from scratch, whatever ``last.pt`` holds.
         """
         self.out_dir.mkdir(parents=True, exist_ok=True)
-        resumed = resume and self.try_resume()
+        if not resume:
+            resumed = False
+        elif self.distributed:
+            resumed = self._resume_together()
+        else:
+            resumed = self.try_resume()
         if not resumed:
             # from scratch: nothing of an earlier attempt may remain — a run killed after an
             # epoch's metrics line but before its last.pt would otherwise repeat that line
