@@ -188,3 +188,34 @@ def test_open_store_errors(tmp_path):
     (tmp_path / "store.json").write_text('{"format": "hdf5"}')
     with pytest.raises(UserError, match="npz, fits, shards"):
         open_store(tmp_path)
+
+
+def test_read_readable_keeps_good_cutouts_and_each_bad_ones_reason(tmp_path):
+    """A batch with a missing, a truncated, a non-finite and an off-size cutout: the good ones
+    come back in key order, unchanged; each bad key has its reason and nothing stands in for it."""
+    from dhs_data.stores import READABLE, read_readable
+
+    pix = cutouts(6, 16, seed=3)
+    keys = [f"g{i}.npz" for i in range(6)]
+    for k, a in zip(keys, pix):
+        write_npz(tmp_path / "c", k, a)
+    write_store_json(tmp_path, format="npz", root="c", stamp=None)
+    (tmp_path / "c" / keys[1]).unlink()
+    (tmp_path / "c" / keys[2]).write_bytes(b"PK\x03\x04 not a whole zip")
+    bad = pix[3].copy()
+    bad[0, 2, 2] = np.inf
+    write_npz(tmp_path / "c", keys[3], bad)
+    write_npz(tmp_path / "c", keys[5], cutouts(1, 20)[0])  # another stamp size than the first readable one
+    store = open_store(tmp_path)
+    images, ok, status = read_readable(store, keys)
+    assert ok.tolist() == [True, False, False, False, True, False]
+    assert status[0] == status[4] == READABLE
+    assert status[1] == "missing" and status[3] == "non_finite" and status[5] == "wrong_shape"
+    assert status[2] in ("truncated", "unreadable")
+    np.testing.assert_array_equal(images, pix[[0, 4]])
+    # an all-good batch: one batched read, every key ok
+    images, ok, status = read_readable(store, [keys[0], keys[4]])
+    assert ok.all() and list(status) == [READABLE] * 2 and images.shape == (2, 3, 16, 16)
+    # nothing readable
+    images, ok, _ = read_readable(store, [keys[1]])
+    assert images is None and not ok.any()

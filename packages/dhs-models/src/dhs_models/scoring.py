@@ -29,10 +29,11 @@ import numpy as np
 
 from dhs_core.errors import UserError
 from dhs_core.io import atomic_path, sha256_file, write_json
+from dhs_data.stores.base import READABLE
 from dhs_models.layout import CANDIDATES, SCORE_INFO, SCORE_SHARD, SCORE_SUMMARY, SCORE_TABLE
 
 #: ``status`` of a validly scored cutout; any other status is a reason it was not scored
-OK = "ok"
+OK = READABLE
 #: status of a readable cutout for which the network gave NaN
 NONFINITE_SCORE = "nonfinite_score"
 #: score quantiles reported in the summary
@@ -54,33 +55,12 @@ class ShardTask:
     precision: str = "fp32"
 
 
-def read_batch(store: Any, keys: Sequence[str]) -> tuple[np.ndarray | None, list[str]]:
-    """(readable cutouts, per-key status: ``"ok"`` or the store's CutoutError reason).
-
-    One batched read first (the fast path of packed shards); only a batch with a bad cutout is
-    re-read one key at a time to find which, as the selection stage's host reader does.
-    """
-    from dhs_data.stores.base import CutoutError
-
-    try:
-        return store.get_many(list(keys)), [OK] * len(keys)
-    except CutoutError:
-        arrays, status = [], []
-        for key in keys:
-            try:
-                arrays.append(store.get(key))
-                status.append(OK)
-            except CutoutError as exc:  # a PathEscapeError too: counted as outside_root, never read
-                status.append(exc.reason)
-        return (np.stack(arrays) if arrays else None), status
-
-
 def score_shard(task: ShardTask) -> dict[str, Any]:
     """Score one shard and write its parquet (galaxy_id, score, status); returns its counts."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    from dhs_data.stores import open_store
+    from dhs_data.stores import open_store, read_readable
     from dhs_models.inference import load_finder
 
     finder = load_finder(task.checkpoint, device=task.device)
@@ -92,9 +72,9 @@ def score_shard(task: ShardTask) -> dict[str, Any]:
                 if finder.metadata_columns else None)
     for start in range(0, n, task.batch_size):
         rows = np.arange(start, min(start + task.batch_size, n))
-        images, batch_status = read_batch(store, [task.keys[i] for i in rows])
+        images, readable, batch_status = read_readable(store, [task.keys[i] for i in rows])
         status[rows] = batch_status
-        ok = rows[np.asarray(batch_status) == OK]
+        ok = rows[readable]
         if images is not None and len(ok):
             meta = None if meta_all is None else meta_all[ok]
             scores[ok] = finder.score(images, meta=meta, batch_size=task.batch_size, precision=task.precision)

@@ -23,7 +23,16 @@ from dhs_core import io
 from dhs_core.errors import DataIntegrityError, UserError
 from dhs_data.layout import MANIFEST
 from dhs_data.layout import STORE_INFO as STORE_JSON
-from dhs_data.stores.base import REASONS, CutoutError, PathEscapeError, check_cutout, cutout_path
+from dhs_data.stores.base import (
+    READABLE,
+    REASONS,
+    CutoutError,
+    PathEscapeError,
+    Readable,
+    check_cutout,
+    cutout_path,
+    read_readable,
+)
 from dhs_data.stores.fits import FitsStore, write_fits
 from dhs_data.stores.npz import NpzStore, read_npz_cutout, write_npz
 from dhs_data.stores.shards import VERIFY_MODES, ShardStore, ShardWriter
@@ -111,7 +120,7 @@ def open_store(data_dir: str | Path, *, verify: str = "first-read") -> CutoutSto
 
 
 __all__ = [
-    "FORMATS", "REASONS", "STORE_JSON", "CutoutError", "CutoutStore", "FitsStore", "NpzStore", "PathEscapeError",
+    "FORMATS", "READABLE", "REASONS", "STORE_JSON", "CutoutError", "CutoutStore", "FitsStore", "NpzStore", "PathEscapeError", "Readable",
     "VERIFY_MODES", "ShardStore", "ShardWriter", "StampParquetStore", "check_cutout", "cutout_path", "open_store",
-    "read_npz_cutout", "read_store_json", "write_fits", "write_npz", "write_store_json",
+    "read_npz_cutout", "read_readable", "read_store_json", "write_fits", "write_npz", "write_store_json",
 ]

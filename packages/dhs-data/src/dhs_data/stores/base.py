@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, NamedTuple, Sequence
 
 import numpy as np
 
@@ -101,6 +101,47 @@ def gather(
                                                   f"{out.shape[1:]} (a store holds one stamp size)")
         out[j] = cutout if view is None else view(cutout, int(codes[j]))  # type: ignore[index]
     return out if out is not None else alloc((0, len(BANDS), 0, 0))
+
+
+#: the status :func:`read_readable` gives a cutout that was read
+READABLE = "ok"
+
+
+class Readable(NamedTuple):
+    """What :func:`read_readable` read: ``images`` (M, 3, H, W) holds the readable cutouts in key
+    order (None when none was), ``ok`` (N,) bool says which keys they are, and ``status`` (N,) is
+    :data:`READABLE` or the reason, per key."""
+
+    images: np.ndarray | None
+    ok: np.ndarray
+    status: np.ndarray
+
+
+def read_readable(store, keys: Sequence[str]) -> Readable:
+    """Read ``keys`` from ``store`` keeping the readable cutouts and each other key's reason.
+
+    One batched ``get_many`` first (the fast path of packed shards); only a batch holding a bad
+    cutout is re-read one key at a time to find which. A cutout whose shape differs from the
+    first readable one is ``wrong_shape``. Nothing unreadable is ever replaced by zeros: callers
+    drop the keys that are not ``ok`` and count them by reason.
+    """
+    keys = list(keys)
+    try:
+        return Readable(store.get_many(keys), np.ones(len(keys), bool), np.full(len(keys), READABLE, dtype=object))
+    except CutoutError:
+        arrays: list[np.ndarray] = []
+        status = np.empty(len(keys), dtype=object)
+        for j, key in enumerate(keys):
+            try:
+                cutout = store.get(key)
+                if arrays and cutout.shape != arrays[0].shape:
+                    raise CutoutError(key, "wrong_shape", f"shape {cutout.shape}; the first readable cutout of the "
+                                                          f"batch is {arrays[0].shape}")
+                arrays.append(cutout)
+                status[j] = READABLE
+            except CutoutError as exc:  # a PathEscapeError too: reported as outside_root, never read
+                status[j] = exc.reason
+        return Readable(np.stack(arrays) if arrays else None, status == READABLE, status)
 
 
 def _empty(shape: tuple[int, ...]) -> np.ndarray:

@@ -27,9 +27,9 @@ import pyarrow.compute as pc
 
 from dhs_core.errors import UserError
 from dhs_data import layout as data_layout
+from dhs_data.stores.base import read_readable
 from dhs_inject.diagnostics.groups import HOST_COLUMNS, _column, _meta
 from dhs_inject.injectors.model2 import LRG_TYPES
-from dhs_inject.selection.cell import _read_hosts
 from dhs_inject.selection.grid import draw_hosts
 
 #: drawn parameters reported per scored injection (when the injector draws them)
@@ -100,7 +100,7 @@ def load_hosts(pool: HostPool, rows: np.ndarray) -> Hosts:
     counts["reused"] = counts["requested"] - counts["unique"]
     table = pool.table.take(pa.array(rows, pa.int64()))
     keys = [str(k) for k in _column(table, "cutout_path")]
-    images, readable = _read_hosts(pool.store, keys) if keys else (None, np.zeros(0, bool))
+    images, readable, _ = read_readable(pool.store, keys) if keys else (None, np.zeros(0, bool), None)
     counts["unreadable"] = int((~readable).sum())
     table = table.filter(pa.array(readable))
     counts["drawn"] = table.num_rows

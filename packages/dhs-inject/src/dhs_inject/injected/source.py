@@ -85,13 +85,13 @@ def aperture_magnitude_r(hosts: np.ndarray, radius: float) -> np.ndarray:
 
 def run_task(task: InjectTask) -> dict[str, Any]:
     """Render one task's injections into its file; returns its counts."""
-    from dhs_inject.selection.cell import _read_hosts
+    from dhs_data.stores import read_readable
 
     comp, cfg = plugins.resolve("injector", task.injector, where="data.injector")
     injector = comp.impl(cfg)
     store = open_store(task.data_dir)
     failures: dict[str, int] = {}
-    hosts, readable = _read_hosts(store, task.host_keys)
+    hosts, readable, _ = read_readable(store, task.host_keys)
     meta = {k: np.asarray(v)[readable] for k, v in task.host_meta.items()}
     if not readable.all():
         failures["host_unreadable"] = int((~readable).sum())
@@ -277,7 +277,7 @@ def _resolvability(config_id: np.ndarray, ratio: np.ndarray, kept: np.ndarray, n
 def _assemble(config: InjectedConfig, tasks: list[InjectTask], results: list[dict[str, Any]], rows, hosts: pa.Table,
               data_dir: Path, grid, stats, host_counts: dict[str, int], out_dir: Path, ctx: Any) -> None:
     """Stream the task files and the controls into one shard store; write manifest, truth, tables."""
-    from dhs_inject.selection.cell import _read_hosts
+    from dhs_data.stores import read_readable
 
     store = open_store(data_dir)
     stamp = int(store.get(str(hosts.column("cutout_path")[0].as_py())).shape[-1])
@@ -332,7 +332,7 @@ def _assemble(config: InjectedConfig, tasks: list[InjectTask], results: list[dic
         keys = np.asarray(hosts.column("cutout_path").to_pylist(), object)
         for start in range(0, len(controls), 256):
             part = controls[start:start + 256]
-            images, readable = _read_hosts(store, [str(keys[host_rows[g]]) for g in part])
+            images, readable, _ = read_readable(store, [str(keys[host_rows[g]]) for g in part])
             if not readable.all():
                 failures["control_unreadable"] = failures.get("control_unreadable", 0) + int((~readable).sum())
             for g, image in zip([g for g, ok in zip(part, readable) if ok], images if images is not None else []):

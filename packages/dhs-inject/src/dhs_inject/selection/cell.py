@@ -68,26 +68,9 @@ def cell_injector_config(injector: dict[str, Any], theta_e: float, mag_lo: float
     return plugins.resolve("injector", {**injector, "prior": prior}, where=where)
 
 
-def _read_hosts(store, keys: list[str]) -> tuple[np.ndarray | None, np.ndarray]:
-    """(hosts, readable mask); hosts hold only readable cutouts."""
-    from dhs_data.stores.base import CutoutError
-
-    try:
-        return store.get_many(keys), np.ones(len(keys), bool)
-    except CutoutError:
-        good, arrays = [], []
-        for key in keys:
-            try:
-                arrays.append(store.get(key))
-                good.append(True)
-            except CutoutError:
-                good.append(False)
-        return (np.stack(arrays) if arrays else None), np.asarray(good, bool)
-
-
 def run_cell(task: CellTask) -> dict[str, Any]:
     """Inject, score and write one cell; returns its counts."""
-    from dhs_data.stores import open_store
+    from dhs_data.stores import open_store, read_readable
 
     cell = task.cell
     comp, cfg = cell_injector_config(task.injector, cell["theta_e"], cell["source_mag_lo"], cell["source_mag_hi"],
@@ -107,7 +90,7 @@ def run_cell(task: CellTask) -> dict[str, Any]:
     for start in range(0, n_requested, task.batch_size):
         keys = task.host_keys[start:start + task.batch_size]
         meta = {k: np.asarray(v[start:start + task.batch_size]) for k, v in task.host_meta.items()}
-        hosts, readable = _read_hosts(store, keys)
+        hosts, readable, _ = read_readable(store, keys)
         if not readable.all():
             failures["host_unreadable"] = failures.get("host_unreadable", 0) + int((~readable).sum())
             meta = {k: v[readable] for k, v in meta.items()}

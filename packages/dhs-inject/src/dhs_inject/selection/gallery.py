@@ -27,8 +27,8 @@ N_FALSE_POSITIVES = 8
 def injected_examples(tasks: Sequence[Any], threshold: float, seed: int) -> dict[str, np.ndarray]:
     """Up to KEEP detected and KEEP missed injections per θE value, from the first cell with hosts
     of each θE value (the brightest magnitude bin, where arcs are visible)."""
-    from dhs_data.stores import open_store
-    from dhs_inject.selection.cell import _read_hosts, cell_injector_config
+    from dhs_data.stores import open_store, read_readable
+    from dhs_inject.selection.cell import cell_injector_config
     from dhs_models.inference import load_finder, score_images
 
     by_theta: dict[float, Any] = {}
@@ -43,7 +43,7 @@ def injected_examples(tasks: Sequence[Any], threshold: float, seed: int) -> dict
             return {}  # a metadata-fusing finder needs each host's columns; the gallery is skipped
         keys = task.host_keys[:PER_THETA_E]
         meta = {k: np.asarray(v[:PER_THETA_E]) for k, v in task.host_meta.items()}
-        hosts, readable = _read_hosts(open_store(task.data_dir), keys)
+        hosts, readable, _ = read_readable(open_store(task.data_dir), keys)
         if hosts is None:
             continue
         meta = {k: v[readable] for k, v in meta.items()}
@@ -70,7 +70,7 @@ def false_positives(run_dir: Path, data_dir: Path, threshold: float) -> dict[str
     import pyarrow.parquet as pq
 
     from dhs_data import layout as data_layout
-    from dhs_data.stores import open_store
+    from dhs_data.stores import open_store, read_readable
     from dhs_models import layout as models_layout
 
     scores_path = Path(run_dir) / models_layout.ARTIFACTS["scores"]
@@ -85,18 +85,13 @@ def false_positives(run_dir: Path, data_dir: Path, threshold: float) -> dict[str
                    if sp == "test" and label.get(g) == 0 and np.isfinite(s)), reverse=True)[:N_FALSE_POSITIVES]
     if not rows:
         return {}
-    hosts, readable = _read(open_store(data_dir), [path[g] for _, g in rows])
+    hosts, readable, _ = read_readable(open_store(data_dir), [path[g] for _, g in rows])
     if hosts is None:
         return {}
     rows = [r for r, ok in zip(rows, readable) if ok]
     return {"fp_images": hosts.astype(np.float16), "fp_scores": np.asarray([s for s, _ in rows], float),
             "fp_ids": np.asarray([g for _, g in rows], dtype=str), "threshold": np.asarray(threshold, float)}
 
-
-def _read(store, keys):
-    from dhs_inject.selection.cell import _read_hosts
-
-    return _read_hosts(store, keys)
 
 
 def write(path: Path, tasks: Sequence[Any], run_dir: Path, data_dir: Path, threshold: float, seed: int) -> bool:

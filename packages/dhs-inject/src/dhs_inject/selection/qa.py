@@ -57,10 +57,10 @@ def run_qa(*, store, finder, injector, host_keys: list[str], host_meta: dict[str
     ``exact_flux`` False (arc Poisson noise on): flux conservation is reported, not checked."""
     from scipy import stats
 
-    from dhs_inject.selection.cell import _read_hosts
+    from dhs_data.stores import read_readable
     from dhs_models.inference import score_images
 
-    hosts, readable = _read_hosts(store, host_keys)
+    hosts, readable, _ = read_readable(store, host_keys)
     meta = {k: np.asarray(v)[readable] for k, v in host_meta.items()}
     n_unreadable = int((~readable).sum())
     if hosts is None:
