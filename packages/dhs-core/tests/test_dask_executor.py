@@ -218,3 +218,35 @@ def test_synthetic_survey_on_dask_matches_local(tmp_path, executor):
     assert files and "shards" in {f.parts[0] for f in files}
     for f in files:
         assert (tmp_path / "dask" / f).read_bytes() == (tmp_path / "local" / f).read_bytes(), f
+
+
+@pytest.mark.parametrize("kind", ["slurm", "pbs"])
+def test_jobqueue_job_script_books_cores_once(kind):
+    """The batch script a SLURM/PBS job runs (built, never submitted): the job books ``cores``
+    cores, account, queue, walltime, extra directives and prologue as given, and runs
+    cores // torch_threads single-threaded Dask workers, so torch threads x workers = cores."""
+    pytest.importorskip("dask_jobqueue")
+    jq = {"kind": kind, "cores": 8, "memory": "16GB", "walltime": "02:30:00", "queue": "short", "account": "lens",
+          "jobs": 3, "prologue": ["module load cuda"]}
+    if kind == "slurm":
+        jq["extra_directives"] = ["--gres=gpu:1"]
+    load_spec({"run": {"name": "x"}, "executor": {"name": "dask", "torch_threads": 2, "jobqueue": jq}})  # a valid spec
+    ex = DaskExecutor(DaskConfig(torch_threads=2, jobqueue=jq))
+    assert ex.parallelism == 3 * 4
+    cluster = ex.jobqueue_cluster()
+    try:
+        script = cluster.job_script()
+    finally:
+        cluster.close()
+    lines = script.splitlines()
+    worker = next(line for line in lines if "--nthreads" in line)
+    assert "--nworkers 4" in worker and "--nthreads 1" in worker
+    assert "module load cuda" in lines
+    if kind == "slurm":
+        for directive in ("#SBATCH -p short", "#SBATCH -A lens", "#SBATCH -t 02:30:00", "#SBATCH --cpus-per-task=8",
+                          "#SBATCH --gres=gpu:1"):
+            assert directive in lines, (directive, script)
+    else:
+        for directive in ("#PBS -q short", "#PBS -A lens", "#PBS -l walltime=02:30:00",
+                          "#PBS -l select=1:ncpus=8:mem=16GB"):
+            assert directive in lines, (directive, script)

@@ -42,6 +42,12 @@ class JobqueueConfig(ComponentConfig):
     account: str | None = None
     # how many jobs to submit
     jobs: int = Field(1, ge=1)
+    # further batch directives, verbatim after "#SBATCH" / "#PBS" (e.g. "--gres=gpu:1", "--constraint=cpu")
+    extra_directives: list[str] = []
+    # shell lines run in each job before the workers start (e.g. "module load cuda", "source env/bin/activate")
+    prologue: list[str] = []
+    # network interface the workers and scheduler talk over (e.g. "ib0"); the default route when absent
+    interface: str | None = None
 
 
 class DaskConfig(ComponentConfig):
@@ -141,13 +147,8 @@ class DaskExecutor(Executor):
     def _start_cluster(self) -> Any:
         cfg = self.config
         if cfg.jobqueue is not None:
-            import dask_jobqueue
-
-            jq = cfg.jobqueue
-            cls = dask_jobqueue.SLURMCluster if jq.kind == "slurm" else dask_jobqueue.PBSCluster
-            cluster = cls(cores=jq.cores, processes=self._processes_per_job(), memory=jq.memory,
-                          walltime=jq.walltime, queue=jq.queue, account=jq.account)
-            cluster.scale(jobs=jq.jobs)
+            cluster = self.jobqueue_cluster()
+            cluster.scale(jobs=cfg.jobqueue.jobs)
             return cluster
         from distributed import LocalCluster
 
@@ -156,6 +157,28 @@ class DaskExecutor(Executor):
         # ops on small tensors). Port 0 for the dashboard: two runs on one machine never collide.
         return LocalCluster(n_workers=workers, threads_per_worker=threads, processes=True,
                             dashboard_address=":0", silence_logs=logging.ERROR)
+
+    def jobqueue_cluster(self) -> Any:
+        """The dask-jobqueue cluster of ``jobqueue``, before any job is submitted.
+
+        Each job books ``cores`` cores and runs ``cores // torch_threads`` worker processes of one
+        Dask thread each, every one with ``torch_threads`` torch threads: the job's cores are
+        used once, never oversubscribed (dask-jobqueue alone would give each process
+        ``cores // processes`` Dask threads, each running a task with its own torch threads).
+        ``cluster.job_script()`` shows the batch script the jobs will run.
+        """
+        import dask_jobqueue
+
+        jq = self.config.jobqueue
+        if jq is None:
+            raise UserError("executor 'dask': jobqueue_cluster() needs an executor.jobqueue table")
+        processes = self._processes_per_job()
+        common = dict(cores=processes, processes=processes, memory=jq.memory, walltime=jq.walltime,
+                      queue=jq.queue, account=jq.account, interface=jq.interface,
+                      job_extra_directives=list(jq.extra_directives), job_script_prologue=list(jq.prologue))
+        if jq.kind == "slurm":
+            return dask_jobqueue.SLURMCluster(job_cpu=jq.cores, **common)
+        return dask_jobqueue.PBSCluster(resource_spec=f"select=1:ncpus={jq.cores}:mem={jq.memory}", **common)
 
     def _processes_per_job(self) -> int:
         assert self.config.jobqueue is not None
