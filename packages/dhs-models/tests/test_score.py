@@ -209,3 +209,28 @@ def test_cpu_inference_is_float32_whatever_precision_is_asked(trained):
         assert np.array_equal(cpu.score(images, precision=precision), fp32)
     with pytest.raises(UserError, match="precision 'fp8'"):
         cpu.score(images, precision="fp8")
+
+
+@pytest.mark.parametrize("name", ["spread", "clustered", "ties", "edges"])
+def test_quantiles_exact_with_bounded_memory(name):
+    """The summary's quantiles equal numpy's on all values at once, also when every interval is
+    over the in-memory cap (cap = 8: the radix passes decide every rank) and with heavy ties."""
+    from dhs_models.scoring import order_statistics, quantiles
+
+    rng = np.random.default_rng(4)
+    values = {"spread": 1 / (1 + np.exp(-rng.normal(0, 6, 20_001))),
+              "clustered": 0.5 + rng.normal(0, 1e-12, 5_000),
+              "ties": np.repeat([0.0, 0.25, 0.25000000000000006, 1.0], 3_000),
+              "edges": np.array([0.0, -0.0, 1.0, 1.0, 5e-324])}[name]
+
+    def chunks():
+        return (values[i:i + 999] for i in range(0, len(values), 999))
+
+    ranks = sorted({0, len(values) - 1, *rng.integers(0, len(values), 40).tolist()})
+    stats = order_statistics(chunks, len(values), ranks, cap=8)
+    ordered = np.sort(values)
+    assert all(stats[r] == ordered[r] for r in ranks)
+    qs = (0.01, 0.1, 0.5, 0.9, 0.99, 0.999)
+    got = quantiles(chunks, len(values), qs)
+    for q in qs:
+        assert got[q] == pytest.approx(float(np.quantile(values, q)), rel=1e-12, abs=1e-300)

@@ -23,7 +23,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
 import numpy as np
 
@@ -239,19 +239,84 @@ def run_scoring(checkpoint: str | Path, data: str | Path, out: str | Path, *, ex
     return summary
 
 
+def order_statistics(chunks: Callable[[], Iterable[np.ndarray]], n: int, ranks: Iterable[int], *,
+                     cap: int = 1 << 20) -> dict[int, float]:
+    """Exact order statistics (0-based ranks of the ascending order) of ``n`` values >= 0.
+
+    ``chunks()`` yields the values afresh on every call (e.g. shard by shard from disk). Memory
+    stays bounded whatever ``n``: a radix selection on the float64 bit patterns, which order as
+    the non-negative values do. Each pass histograms the next 16 bits of the keys that share
+    a wanted rank's prefix so far (65,536 counters), and a prefix holding at most ``cap`` values is
+    read and sorted; four passes at most, ties included (equal values have equal keys).
+    """
+    radix, width = 1 << 16, 16
+    pending: dict[int, tuple[int, int, int, int]] = {}  # rank -> (prefix, shift, keys below, keys in)
+    for r in ranks:
+        if not 0 <= r < n:
+            raise ValueError(f"rank {r} outside 0..{n - 1}")
+        pending[int(r)] = (0, 64, 0, n)  # shift 64: the empty prefix, every key
+    found: dict[int, float] = {}
+
+    def keys_of(chunk: np.ndarray) -> np.ndarray:
+        x = np.asarray(chunk, np.float64) + 0.0  # -0.0 -> 0.0
+        if x.size and not x.min() >= 0:
+            raise ValueError("order_statistics takes values >= 0 (scores are probabilities)")
+        return x.view(np.int64)
+
+    def member(keys: np.ndarray, prefix: int, shift: int) -> np.ndarray:
+        return keys if shift == 64 else keys[(keys >> shift) == prefix]
+
+    while pending:
+        groups = sorted({(p, s, c) for p, s, _, c in pending.values()})
+        collect = {(p, s): [] for p, s, c in groups if c <= cap or s == 0}
+        hist = {(p, s): np.zeros(radix, np.int64) for p, s, c in groups if c > cap and s > 0}
+        for chunk in chunks():
+            keys = keys_of(chunk)
+            for (p, s), parts in collect.items():
+                if s > 0:  # at shift 0 the prefix is the whole key: every member is equal
+                    parts.append(member(keys, p, s))
+            for (p, s), h in hist.items():
+                h += np.bincount((member(keys, p, s) >> (s - width)) & (radix - 1), minlength=radix)
+        for r, (p, s, below, _) in list(pending.items()):
+            if (p, s) in collect:
+                key = p if s == 0 else np.sort(np.concatenate(collect[(p, s)]))[r - below]
+                found[r] = float(np.int64(key).view(np.float64))
+                del pending[r]
+                continue
+            cum = np.cumsum(hist[(p, s)])
+            j = int(np.searchsorted(cum, r - below, side="right"))
+            child = j if s == 64 else (p << width) | j
+            pending[r] = (child, s - width, below + (int(cum[j - 1]) if j else 0), int(hist[(p, s)][j]))
+    return found
+
+
+def quantiles(chunks: Callable[[], Iterable[np.ndarray]], n: int, qs: Sequence[float]) -> dict[float, float]:
+    """``np.quantile(values, q)`` (linear interpolation) for each q, from :func:`order_statistics`
+    of probabilities in [0, 1], without holding the values."""
+    if n == 0:
+        return {}
+    pos = {q: q * (n - 1) for q in qs}
+    ranks = {r for p in pos.values() for r in (int(np.floor(p)), int(np.ceil(p)))}
+    stats = order_statistics(chunks, n, ranks)
+    out = {}
+    for q, p in pos.items():
+        f, c = int(np.floor(p)), int(np.ceil(p))
+        out[q] = stats[f] + (p - f) * (stats[c] - stats[f])
+    return out
+
+
 def combine(shards: Sequence[Path], out: Path, *, top_k: int, thresholds: list[dict[str, Any]]) -> dict[str, Any]:
     """Concatenate the shards into scores.parquet and write candidates.parquet; the summary's counts.
 
-    Streams one shard at a time (a ParquetWriter appends it), keeping only the running top-K,
-    the counts and the valid scores for the quantiles (8 bytes per cutout, the one per-cutout
-    state; the cutouts themselves never reach this process).
+    Streams one shard at a time (a ParquetWriter appends it), keeping only the running top-K and
+    the counts; the quantiles are exact, from further passes over the shards' score columns
+    (:func:`quantiles`), so memory does not grow with the number of cutouts.
     """
     import pyarrow as pa
     import pyarrow.parquet as pq
 
     by_status: dict[str, int] = {}
     n_above = [0] * len(thresholds)
-    valid_parts: list[np.ndarray] = []
     top_score, top_row, top_id = np.zeros(0), np.zeros(0, np.int64), np.zeros(0, object)
     row0 = 0
     with atomic_path(out / SCORE_TABLE) as tmp:
@@ -266,7 +331,6 @@ def combine(shards: Sequence[Path], out: Path, *, top_k: int, thresholds: list[d
                     by_status[str(s)] = by_status.get(str(s), 0) + int(k)
                 ok = np.flatnonzero(status == OK)
                 score = table.column("score").to_numpy(zero_copy_only=False)[ok].astype(np.float64)
-                valid_parts.append(score)
                 for j, t in enumerate(thresholds):
                     if t["threshold"] is not None and np.isfinite(t["threshold"]):
                         n_above[j] += int(np.sum(score >= t["threshold"]))
@@ -288,10 +352,16 @@ def combine(shards: Sequence[Path], out: Path, *, top_k: int, thresholds: list[d
                                  "galaxy_id": pa.array(top_id.tolist(), pa.string()),
                                  "score": pa.array(top_score, pa.float64()),
                                  "row": pa.array(top_row, pa.int64())}), tmp)
-    valid = np.concatenate(valid_parts) if valid_parts else np.zeros(0)
     n_scored = by_status.pop(OK, 0)
+
+    def valid_scores() -> Iterable[np.ndarray]:
+        for path in shards:
+            table = pq.read_table(path, columns=["score", "status"])
+            ok = np.asarray(table.column("status").to_pylist(), object) == OK
+            yield table.column("score").to_numpy(zero_copy_only=False)[ok].astype(np.float64)
+
     return {
         "n_scored": n_scored, "n_failed": sum(by_status.values()), "failed_by_reason": dict(sorted(by_status.items())),
-        "quantiles": {str(q): _finite(np.quantile(valid, q)) for q in QUANTILES} if valid.size else {},
+        "quantiles": {str(q): _finite(v) for q, v in quantiles(valid_scores, n_scored, QUANTILES).items()},
         "thresholds": [{**t, "n_above": n} for t, n in zip(thresholds, n_above)], "top_k": int(top_k),
     }
