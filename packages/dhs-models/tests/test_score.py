@@ -234,3 +234,23 @@ def test_quantiles_exact_with_bounded_memory(name):
     got = quantiles(chunks, len(values), qs)
     for q in qs:
         assert got[q] == pytest.approx(float(np.quantile(values, q)), rel=1e-12, abs=1e-300)
+
+
+def test_large_stores_get_a_parquet_dataset_of_parts(trained, tmp_path):
+    """Above --dataset-rows, scores.parquet is a directory of whole-shard parts of at most that
+    many rows; read as one table it equals the single file, and a rerun into the same directory
+    with the single-file layout replaces it."""
+    run_dir, _ = trained
+    single, parts = tmp_path / "single", tmp_path / "parts"
+    assert cli("--run", run_dir, "--out", single, "--shard-size", 7, "--device", "cpu") == 0
+    assert cli("--run", run_dir, "--out", parts, "--shard-size", 7, "--device", "cpu", "--dataset-rows", 15) == 0
+    files = sorted((parts / "scores.parquet").iterdir())
+    # 40 cutouts in shards of 7: parts of whole shards, <= 15 rows (7 + 7, 7 + 7, 7 + 5)
+    assert [f.name for f in files] == ["part-00000.parquet", "part-00001.parquet", "part-00002.parquet"]
+    assert [pq.read_metadata(f).num_rows for f in files] == [14, 14, 12]
+    assert pq.read_table(parts / "scores.parquet").to_pydict() == table(single / "scores.parquet")
+    summary = json.loads((parts / "summary.json").read_text())
+    assert summary["scores_layout"].startswith("dataset") and summary["n_scored"] == 40
+    assert not list(parts.glob(".scores.parquet*"))  # nothing temporary left
+    assert cli("--run", run_dir, "--out", parts, "--shard-size", 7, "--device", "cpu", "--force") == 0
+    assert (parts / "scores.parquet").is_file() and table(parts / "scores.parquet") == table(single / "scores.parquet")

@@ -31,6 +31,9 @@ def register(app: Any) -> None:
         fpr: List[float] = typer.Option([], "--fpr", help="false-positive rate to set a threshold for (repeatable; "
                                         "needs --run)"),
         force: bool = typer.Option(False, "--force", help="replace what OUT holds, even another checkpoint's scores"),
+        dataset_rows: int = typer.Option(10_000_000, "--dataset-rows", min=1,
+                                         help="above this many cutouts scores.parquet is a directory of parts of "
+                                              "this many rows"),
     ) -> None:
         """Score every cutout of a store by shard (resumable); scores, candidates and a summary."""
         from rich.console import Console
@@ -62,7 +65,7 @@ def register(app: Any) -> None:
             with _BarProgress(err) as progress:
                 summary = run_scoring(checkpoint, data, out, executor=pool, device=device, precision=precision,
                                       shard_size=shard_size, batch_size=batch_size, top_k=top_k, fprs=fpr,
-                                      run_dir=run, force=force, progress=progress,
+                                      run_dir=run, force=force, progress=progress, dataset_rows=dataset_rows,
                                       log=lambda msg: err.print(f"dhs: {msg}", markup=False, highlight=False))
         finally:
             if pool is not None:

@@ -27,6 +27,8 @@ class ScoreConfig(ComponentConfig):
     batch_size: int = Field(default=64, ge=1)
     # candidates.parquet keeps this many cutouts, highest score first
     top_k: int = Field(default=100, ge=0)
+    # above this many cutouts score/scores.parquet is a directory of parts of this many rows
+    dataset_rows: int = Field(default=10_000_000, ge=1)
     # false-positive rates whose thresholds are set on the run's validation negatives
     fpr: list[float] = Field(default_factory=list)
     # auto: CUDA when present, else the CPU (where scores match train/scores.parquet bit for bit)
@@ -71,7 +73,7 @@ class ScoreStage(Stage):
         summary = run_scoring(
             ctx.path(ARTIFACTS["best"]), cfg.data or ctx.run_dir / data_layout.DATA_DIR, ctx.stage_dir,
             executor=ctx.executor, device=cfg.device, precision=cfg.precision, shard_size=cfg.shard_size,
-            batch_size=cfg.batch_size, top_k=cfg.top_k, fprs=cfg.fpr, run_dir=ctx.run_dir,
+            batch_size=cfg.batch_size, top_k=cfg.top_k, dataset_rows=cfg.dataset_rows, fprs=cfg.fpr, run_dir=ctx.run_dir,
             # the stage owns <run>/score: a retrained checkpoint's scores replace the old ones
             force=ctx.fresh, replace_stale=True, progress=ctx.progress, log=ctx.log,
         )

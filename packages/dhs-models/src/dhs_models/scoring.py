@@ -19,6 +19,7 @@ are never mixed in one table.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -36,6 +37,8 @@ from dhs_models.layout import CANDIDATES, SCORE_INFO, SCORE_SHARD, SCORE_SUMMARY
 OK = READABLE
 #: status of a readable cutout for which the network gave NaN
 NONFINITE_SCORE = "nonfinite_score"
+#: above this many cutouts scores.parquet is a directory of parts (a parquet dataset) of this many rows
+DATASET_ROWS = 10_000_000
 #: score quantiles reported in the summary
 QUANTILES = (0.01, 0.1, 0.5, 0.9, 0.99, 0.999)
 
@@ -130,9 +133,63 @@ def _prepare_out(out: Path, info: dict, *, force: bool, replace_stale: bool, log
         log(f"{out}: scores of other settings ({_changed(old, info)}) are replaced")
     if force or (old is not None and old != info):
         for name in (SCORE_TABLE, SCORE_SUMMARY, CANDIDATES):
-            (out / name).unlink(missing_ok=True)
+            _remove(out / name)
         shutil.rmtree(out / Path(SCORE_SHARD).parent, ignore_errors=True)
     write_json(path, info)
+
+
+def _remove(path: Path) -> None:
+    """Remove a file or a directory (``scores.parquet`` is a directory of parts when large)."""
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path)
+    else:
+        path.unlink(missing_ok=True)
+
+
+class _ScoreTableWriter:
+    """Appends shard tables to ``scores.parquet``: one file, or, with ``part_rows``, a directory
+    of that name holding ``part-NNNNN.parquet`` files of at most ``part_rows`` rows each (whole
+    shards; one part may hold more when a single shard does). ``pyarrow.parquet.read_table`` and
+    ``pyarrow.dataset`` read either form. Built beside the target, which it replaces on ``close``."""
+
+    def __init__(self, target: Path, part_rows: int | None) -> None:
+        self.target, self.part_rows = target, part_rows
+        self.tmp = target.with_name(f".{target.name}.tmp")
+        _remove(self.tmp)
+        if part_rows is not None:
+            self.tmp.mkdir(parents=True)
+        self.writer: Any = None
+        self.part, self.rows_in_part, self.rows = 0, 0, 0
+
+    def write(self, table: Any) -> None:
+        import pyarrow.parquet as pq
+
+        if self.part_rows is not None and self.writer is not None and \
+                self.rows_in_part + table.num_rows > self.part_rows:
+            self.writer.close()
+            self.writer, self.part, self.rows_in_part = None, self.part + 1, 0
+        if self.writer is None:
+            path = self.tmp if self.part_rows is None else self.tmp / f"part-{self.part:05d}.parquet"
+            self.writer = pq.ParquetWriter(path, table.schema)
+        self.writer.write_table(table)
+        self.rows_in_part += table.num_rows
+        self.rows += table.num_rows
+
+    def close(self, ok: bool) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        if not (ok and self.rows):
+            _remove(self.tmp)
+            return
+        from dhs_core import faults
+
+        for path in [self.tmp] if self.tmp.is_file() else sorted(self.tmp.iterdir()):
+            with open(path, "rb+") as fh:  # on disk before the rename makes it the table
+                os.fsync(fh.fileno())
+        faults.point("before", self.target)  # the write points of every atomic write (dhs_core.io)
+        _remove(self.target)
+        os.replace(self.tmp, self.target)
+        faults.point("after", self.target)
 
 
 def _changed(old: dict, new: dict) -> str:
@@ -177,10 +234,12 @@ def run_scoring(checkpoint: str | Path, data: str | Path, out: str | Path, *, ex
                 device: str = "auto", precision: str = "fp32", shard_size: int = 4096, batch_size: int = 64,
                 top_k: int = 100, fprs: Sequence[float] = (), run_dir: str | Path | None = None,
                 force: bool = False, replace_stale: bool = False, progress: Any = None,
-                log: Callable[[str], None] = print) -> dict[str, Any]:
+                dataset_rows: int = DATASET_ROWS, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Score every cutout of ``data`` with ``checkpoint`` into ``out``; returns the summary.
 
-    ``fprs`` need ``run_dir`` (thresholds come from its validation negatives). ``force`` clears
+    ``fprs`` need ``run_dir`` (thresholds come from its validation negatives). A store of more
+    than ``dataset_rows`` cutouts gets ``scores.parquet`` as a directory of parts of at most that
+    many rows (a parquet dataset), so no single file grows with the survey. ``force`` clears
     what ``out`` holds; ``replace_stale`` (the score stage, which owns its directory) replaces
     another checkpoint's shards instead of refusing them.
     """
@@ -191,6 +250,8 @@ def run_scoring(checkpoint: str | Path, data: str | Path, out: str | Path, *, ex
     from dhs_data.stores import read_store_json
     from dhs_models.inference import PRECISIONS, load_finder, require_device
 
+    if dataset_rows < 1:
+        raise UserError(f"dataset rows ({dataset_rows}) must be >= 1")
     if shard_size < 1 or batch_size < 1 or top_k < 0:
         raise UserError(f"shard size ({shard_size}) and batch size ({batch_size}) must be >= 1 and top-k "
                         f"({top_k}) >= 0")
@@ -227,11 +288,13 @@ def run_scoring(checkpoint: str | Path, data: str | Path, out: str | Path, *, ex
     results = executor.map(score_shard, tasks, progress=progress, desc="scoring shards")
     elapsed = time.perf_counter() - t0
     n_new = sum(r["n"] for r in results if r)
-    summary = combine([Path(t.output) for t in tasks], out, top_k=top_k, thresholds=thresholds)
+    part_rows = dataset_rows if n_rows > dataset_rows else None
+    summary = combine([Path(t.output) for t in tasks], out, top_k=top_k, thresholds=thresholds, part_rows=part_rows)
     summary.update({
         **info, "n_shards": len(tasks), "resumed_shards": int(executor.last_stats.get("skipped", 0)),
         "shards_run": int(executor.last_stats.get("run", 0)), "batch_size": int(batch_size),
         "cutouts_scored_now": n_new,
+        "scores_layout": "file" if part_rows is None else f"dataset of parts of <= {part_rows} rows",
         # of the shards scored by this call (None when every shard was already done)
         "throughput_cutouts_per_s": (n_new / elapsed) if n_new and elapsed > 0 else None,
     })
@@ -305,7 +368,8 @@ def quantiles(chunks: Callable[[], Iterable[np.ndarray]], n: int, qs: Sequence[f
     return out
 
 
-def combine(shards: Sequence[Path], out: Path, *, top_k: int, thresholds: list[dict[str, Any]]) -> dict[str, Any]:
+def combine(shards: Sequence[Path], out: Path, *, top_k: int, thresholds: list[dict[str, Any]],
+            part_rows: int | None = None) -> dict[str, Any]:
     """Concatenate the shards into scores.parquet and write candidates.parquet; the summary's counts.
 
     Streams one shard at a time (a ParquetWriter appends it), keeping only the running top-K and
@@ -319,34 +383,33 @@ def combine(shards: Sequence[Path], out: Path, *, top_k: int, thresholds: list[d
     n_above = [0] * len(thresholds)
     top_score, top_row, top_id = np.zeros(0), np.zeros(0, np.int64), np.zeros(0, object)
     row0 = 0
-    with atomic_path(out / SCORE_TABLE) as tmp:
-        writer = None
-        try:
-            for path in shards:
-                table = pq.read_table(path)
-                writer = writer or pq.ParquetWriter(tmp, table.schema)
-                writer.write_table(table)
-                status = np.asarray(table.column("status").to_pylist(), object)
-                for s, k in zip(*np.unique(status, return_counts=True)):
-                    by_status[str(s)] = by_status.get(str(s), 0) + int(k)
-                ok = np.flatnonzero(status == OK)
-                score = table.column("score").to_numpy(zero_copy_only=False)[ok].astype(np.float64)
-                for j, t in enumerate(thresholds):
-                    if t["threshold"] is not None and np.isfinite(t["threshold"]):
-                        n_above[j] += int(np.sum(score >= t["threshold"]))
-                ids = np.asarray(table.column("galaxy_id").to_pylist(), object)[ok]
-                top_score = np.concatenate([top_score, score])
-                top_row = np.concatenate([top_row, ok + row0])
-                top_id = np.concatenate([top_id, ids])
-                # highest score first, ties in manifest order: the order of a stable descending sort
-                keep = np.lexsort((top_row, -top_score))[:top_k]
-                top_score, top_row, top_id = top_score[keep], top_row[keep], top_id[keep]
-                row0 += table.num_rows
-            if writer is None:
-                raise UserError("the data directory's manifest has no cutouts: nothing to score")
-        finally:
-            if writer is not None:
-                writer.close()
+    writer = _ScoreTableWriter(out / SCORE_TABLE, part_rows)
+    done = False
+    try:
+        for path in shards:
+            table = pq.read_table(path)
+            writer.write(table)
+            status = np.asarray(table.column("status").to_pylist(), object)
+            for s, k in zip(*np.unique(status, return_counts=True)):
+                by_status[str(s)] = by_status.get(str(s), 0) + int(k)
+            ok = np.flatnonzero(status == OK)
+            score = table.column("score").to_numpy(zero_copy_only=False)[ok].astype(np.float64)
+            for j, t in enumerate(thresholds):
+                if t["threshold"] is not None and np.isfinite(t["threshold"]):
+                    n_above[j] += int(np.sum(score >= t["threshold"]))
+            ids = np.asarray(table.column("galaxy_id").to_pylist(), object)[ok]
+            top_score = np.concatenate([top_score, score])
+            top_row = np.concatenate([top_row, ok + row0])
+            top_id = np.concatenate([top_id, ids])
+            # highest score first, ties in manifest order: the order of a stable descending sort
+            keep = np.lexsort((top_row, -top_score))[:top_k]
+            top_score, top_row, top_id = top_score[keep], top_row[keep], top_id[keep]
+            row0 += table.num_rows
+        if not writer.rows:
+            raise UserError("the data directory's manifest has no cutouts: nothing to score")
+        done = True
+    finally:
+        writer.close(done)
     with atomic_path(out / CANDIDATES) as tmp:
         pq.write_table(pa.table({"rank": pa.array(np.arange(1, len(top_score) + 1), pa.int64()),
                                  "galaxy_id": pa.array(top_id.tolist(), pa.string()),
