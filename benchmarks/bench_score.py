@@ -1,9 +1,11 @@
 """``dhs score`` throughput vs a bare ``model(x)`` loop over the same cutouts from the same store.
 
     python benchmarks/bench_score.py [--quick] [--threads N] [--device auto|cpu|cuda]
+                                     [--n N] [--arch default|narrow] [--rounds R]
 
-A packed shard store of random 64-px cutouts (5000 with ``--quick``, 10^5 otherwise) and a
-checkpoint of an untrained ``bottlenecked_resnet`` (a narrow one with ``--quick``) are written to a temporary directory. Each
+A packed shard store of random 64-px cutouts (5000 with ``--quick``, 10^5 otherwise, or ``--n``)
+and a checkpoint of an untrained ``bottlenecked_resnet`` (a narrow one with ``--quick`` or
+``--arch narrow``) are written to a temporary directory. Each
 round times, alternately, :func:`dhs_models.scoring.run_scoring` from scratch (sharding, store
 reads with checks, per-shard parquet, the streaming concatenation, candidates, summary) and a bare
 loop (``store.get_many`` of 64 keys -> ``model(x)`` -> sigmoid) over the same cutouts; the best
@@ -98,11 +100,17 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true", help="5000 cutouts of a narrow network, 2 rounds")
     ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (default: torch's)")
     ap.add_argument("--device", default="cpu", help="auto, cpu or cuda")
+    ap.add_argument("--n", type=int, default=None, help="cutouts scored (default 5000 with --quick, else 10^5)")
+    ap.add_argument("--arch", choices=("default", "narrow"), default=None,
+                    help="the finder: the default bottlenecked_resnet or a narrow one (--quick's)")
+    ap.add_argument("--rounds", type=int, default=None, help="interleaved rounds (default 2 with --quick, else 3)")
     args = ap.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     n, rounds = (5_000, 2) if args.quick else (100_000, 3)
-    arch = QUICK_ARCH if args.quick else ARCH
+    n, rounds = args.n or n, args.rounds or rounds
+    narrow = args.arch == "narrow" if args.arch else args.quick
+    arch = QUICK_ARCH if narrow else ARCH
     with tempfile.TemporaryDirectory() as tmp:
         root = Path(tmp)
         make_store(root / "data", n)
