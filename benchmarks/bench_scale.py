@@ -6,7 +6,7 @@ PSF convolution, 3 bands, via the synthetic renderer; every host lensed) that wr
 output file, as selection-function cells do. Both LocalClusters run 1 torch thread per worker,
 start once, are warmed up (imports, PSF tables) and are timed alternately, so load from other
 processes on the machine hits both alike. Baseline: the same grid on 1 worker; the budget is
-ratio >= 1.7 (docs/architecture.md, "Executors").
+ratio >= 1.7 (docs/scale.md; the executors are in docs/specs.md).
 """
 
 from __future__ import annotations

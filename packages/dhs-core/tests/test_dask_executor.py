@@ -250,3 +250,14 @@ def test_jobqueue_job_script_books_cores_once(kind):
         for directive in ("#PBS -q short", "#PBS -A lens", "#PBS -l walltime=02:30:00",
                           "#PBS -l select=1:ncpus=8:mem=16GB"):
             assert directive in lines, (directive, script)
+
+
+def test_executor_flag_replaces_the_section_and_set_still_applies():
+    """``--executor dask`` replaces the spec's [executor]; ``--set executor.*`` then sets its
+    options (whatever the order on the command line)."""
+    from dhs_core.runner import plan
+
+    spec = {"run": {"name": "x"}, "executor": {"name": "local", "workers": 3}}
+    executor = plan(spec, ["executor.workers=4", "executor.threads_per_worker=1"], executor="dask").points[0].spec.executor
+    assert executor.name == "dask" and executor.workers == 4 and executor.threads_per_worker == 1
+    assert plan(spec, [], executor="local").points[0].spec.executor.workers == 1  # replaced, not merged

@@ -39,7 +39,8 @@ def run_cmd(
         False, "--force", help="Rerun every stage from scratch, even if its outputs are current (resumes nothing)."
     ),
     executor: str | None = typer.Option(
-        None, "--executor", help="Executor by name, e.g. local; replaces the spec's executor section."
+        None, "--executor", help="Executor by name, e.g. local or dask; replaces the spec's executor section "
+        "(--set executor.OPTION=... still applies to it)."
     ),
     no_space_check: bool = typer.Option(
         False, "--no-space-check", help="Start even when the disk seems too small for what the stages will write."

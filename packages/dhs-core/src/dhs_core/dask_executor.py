@@ -185,6 +185,10 @@ class DaskExecutor(Executor):
         return max(1, self.config.jobqueue.cores // self.config.torch_threads)
 
     def _dashboard(self) -> str:
+        # a scheduler started here serves its dashboard from this process: without bokeh the
+        # link would open a "Dask needs bokeh" page (the service is listed all the same)
+        if self.config.address is None and importlib.util.find_spec("bokeh") is None:
+            return "off (install bokeh to get one)"
         try:
             if "dashboard" not in self._client.scheduler_info().get("services", {}):
                 return "off (install bokeh to get one)"

@@ -184,8 +184,8 @@ def plan(
     """Validate a spec and everything a run checks before writing: pins, lock file (relative to
     the spec file), stage dependencies and each enabled stage's ``check``. Writes nothing."""
     overrides = list(overrides)
-    if executor:
-        overrides.append(f"executor={{ name = {json.dumps(executor)} }}")
+    if executor:  # first, so that --set executor.* overrides still apply to the named executor
+        overrides.insert(0, f"executor={{ name = {json.dumps(executor)} }}")
     spec_path = Path(spec_path_or_model) if isinstance(spec_path_or_model, (str, Path)) else None
     points = load_spec(spec_path_or_model, overrides)
     source = str(spec_path or "<spec>")
@@ -232,6 +232,9 @@ def _run_point(
     not_enabled = only - {c.name for c in comps}
     if not_enabled:
         raise SpecError(f"--stage {', '.join(sorted(not_enabled))}: not enabled by this spec (its section is absent)")
+    # absolute: executor tasks carry paths below the run directory to workers that may start in
+    # another directory (a PBS job starts in $HOME, a Dask worker wherever it was launched)
+    run_dir = run_dir.absolute()
     run_dir.mkdir(parents=True, exist_ok=True)
     rundir.remove_stale_temporaries(run_dir)
     log = _file_log(run_dir / layout.LOG, log)

@@ -115,12 +115,13 @@ def resolve_device(device: str | torch.device = "cpu") -> torch.device:
 PRECISIONS = ("fp32", "bf16", "fp16")
 
 
-def require_device(device: str | torch.device = "auto") -> torch.device:
-    """:func:`resolve_device`, refusing a CUDA device on a machine without CUDA (a :class:`UserError`)."""
+def require_device(device: str | torch.device = "auto", *, what: str = "--device") -> torch.device:
+    """:func:`resolve_device`, refusing a CUDA device on a machine without CUDA (a :class:`UserError`
+    naming ``what``: the option or spec field that asked for it)."""
     dev = resolve_device(device)
     if dev.type == "cuda" and not torch.cuda.is_available():
-        raise UserError(f"device {str(device)!r} asks for CUDA, but torch sees no CUDA device here "
-                        f"(torch {torch.__version__}); use --device cpu or --device auto")
+        raise UserError(f"{what} = {str(device)!r} asks for CUDA, but torch sees no CUDA device here "
+                        f"(torch {torch.__version__}); set {what} to cpu or auto")
     return dev
 
 

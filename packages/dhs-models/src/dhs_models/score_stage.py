@@ -73,7 +73,7 @@ class ScoreStage(Stage):
         summary = run_scoring(
             ctx.path(ARTIFACTS["best"]), cfg.data or ctx.run_dir / data_layout.DATA_DIR, ctx.stage_dir,
             executor=ctx.executor, device=cfg.device, precision=cfg.precision, shard_size=cfg.shard_size,
-            batch_size=cfg.batch_size, top_k=cfg.top_k, dataset_rows=cfg.dataset_rows, fprs=cfg.fpr, run_dir=ctx.run_dir,
+            batch_size=cfg.batch_size, top_k=cfg.top_k, dataset_rows=cfg.dataset_rows, device_option="score.device", fprs=cfg.fpr, run_dir=ctx.run_dir,
             # the stage owns <run>/score: a retrained checkpoint's scores replace the old ones
             force=ctx.fresh, replace_stale=True, progress=ctx.progress, log=ctx.log,
         )

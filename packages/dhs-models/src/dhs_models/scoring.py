@@ -234,7 +234,8 @@ def run_scoring(checkpoint: str | Path, data: str | Path, out: str | Path, *, ex
                 device: str = "auto", precision: str = "fp32", shard_size: int = 4096, batch_size: int = 64,
                 top_k: int = 100, fprs: Sequence[float] = (), run_dir: str | Path | None = None,
                 force: bool = False, replace_stale: bool = False, progress: Any = None,
-                dataset_rows: int = DATASET_ROWS, log: Callable[[str], None] = print) -> dict[str, Any]:
+                dataset_rows: int = DATASET_ROWS, device_option: str = "--device",
+                log: Callable[[str], None] = print) -> dict[str, Any]:
     """Score every cutout of ``data`` with ``checkpoint`` into ``out``; returns the summary.
 
     ``fprs`` need ``run_dir`` (thresholds come from its validation negatives). A store of more
@@ -259,9 +260,10 @@ def run_scoring(checkpoint: str | Path, data: str | Path, out: str | Path, *, ex
         raise UserError(f"precision {precision!r} is not one of {', '.join(PRECISIONS)}")
     if fprs and run_dir is None:
         raise UserError("FPR thresholds come from a run's validation negatives: give the run directory (--run)")
-    dev = require_device(device)
-    checkpoint, out = Path(checkpoint), Path(out)
-    data_dir = resolve_data_dir(data)
+    dev = require_device(device, what=device_option)  # the refusal names the option or spec field
+    # absolute paths in the tasks: a worker may run in another directory (a batch job, a Dask worker)
+    checkpoint, out = Path(checkpoint).absolute(), Path(out).absolute()
+    data_dir = resolve_data_dir(data).absolute()
     store_info = read_store_json(data_dir)
     finder = load_finder(checkpoint, device=dev)
     _check_stamp(finder, store_info, checkpoint, data_dir)
@@ -269,7 +271,8 @@ def run_scoring(checkpoint: str | Path, data: str | Path, out: str | Path, *, ex
     n_rows = manifest.num_rows
     info = {"checkpoint": str(checkpoint.resolve()), "checkpoint_sha256": sha256_file(checkpoint),
             "data_dir": str(data_dir.resolve()), "n_cutouts": n_rows, "shard_size": int(shard_size),
-            "device": dev.type, "precision": precision}
+            # the CPU always scores in float32, whatever was asked: the record says what ran
+            "device": dev.type, "precision": precision if dev.type == "cuda" else "fp32"}
     _prepare_out(out, info, force=force, replace_stale=replace_stale, log=log)
     thresholds = fpr_thresholds(Path(run_dir), fprs) if fprs else []
 

@@ -20,7 +20,7 @@ class BaseInjector:
         self.config = config
         self.dtype = torch.float64 if config.dtype == "float64" else torch.float32
         # "cuda" on a machine without CUDA is refused here, before any host is drawn
-        self.device = require_device(getattr(config, "device", "cpu"))
+        self.device = require_device(getattr(config, "device", "cpu"), what="injector device")
 
     # hooks for subclasses -------------------------------------------------
     def host_problem(self, host: np.ndarray, meta: dict[str, object]) -> str | None:

@@ -148,11 +148,11 @@ class SelectionFunctionStage(Stage):
         preprocess = _dump(getattr(ctx.spec, "preprocess", None))
         # refuses a checkpoint trained with another preprocessor: injections must reach the
         # network exactly as the training cutouts did
-        device = str(require_device(cfg.device).type)  # the cells score there (a scored cell is device-agnostic)
+        device = str(require_device(cfg.device, what="selection_function.device").type)  # the cells score there (a scored cell is device-agnostic)
         finder = load_finder(checkpoint, preprocess=preprocess, device=device, what="selection_function: checkpoint")
         injector = _dump(cfg.injector)
         # injector.device = "cuda" renders the injections on the GPU; refused now, not in a worker
-        require_device(str(injector.get("device", "cpu")))
+        require_device(str(injector.get("device", "cpu")), what="selection_function.injector.device")
         beta0 = tuple(cfg.beta_frac_edges[:2]) if cfg.beta_frac_edges else None
         cell_injector_config(injector, cfg.theta_e.start, cfg.source_mag_edges[0], cfg.source_mag_edges[1], beta0)
         # each sensitivity variant: the same injector with a perturbation (checked now, not mid-grid)
