@@ -254,3 +254,14 @@ def test_large_stores_get_a_parquet_dataset_of_parts(trained, tmp_path):
     assert not list(parts.glob(".scores.parquet*"))  # nothing temporary left
     assert cli("--run", run_dir, "--out", parts, "--shard-size", 7, "--device", "cpu", "--force") == 0
     assert (parts / "scores.parquet").is_file() and table(parts / "scores.parquet") == table(single / "scores.parquet")
+
+
+def test_score_section_takes_the_devices_dhs_score_takes():
+    from dhs_core.errors import SpecError
+    from dhs_core.spec import load_spec
+
+    base = {"run": {"name": "x"}, "data": {"name": "synthetic", "n_hosts": 40}, "model": MODEL, "train": {"epochs": 1}}
+    for device in ("auto", "cpu", "cuda", "cuda:1"):
+        assert load_spec({**base, "score": {"device": device}})[0].spec.score.device == device
+    with pytest.raises(SpecError, match="not one of auto, cpu, cuda, cuda:N"):
+        load_spec({**base, "score": {"device": "gpu"}})

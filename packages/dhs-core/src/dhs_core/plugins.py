@@ -37,6 +37,11 @@ _components: dict[str, dict[str, Component]] | None = None
 _providers: dict[int, tuple[str, str]] = {}
 
 
+def with_article(kind: str) -> str:
+    """The kind with its indefinite article ("a loss", "an executor"), for messages."""
+    return f"{'an' if kind[:1] in 'aeiou' else 'a'} {kind}"
+
+
 def _split_env(name: str) -> list[str]:
     return [p.strip() for p in os.environ.get(name, "").split(",") if p.strip()]
 
@@ -229,7 +234,7 @@ def resolve(kind: str, entry: Any, *, where: str = "", source: str = "") -> tupl
     prefix = f"{source}: " if source else ""
     name, options = _entry_options(entry)
     if not name:
-        raise SpecError(f"{prefix}{where or kind}: missing 'name' selecting a {kind}; valid choices: "
+        raise SpecError(f"{prefix}{where or kind}: missing 'name' selecting {with_article(kind)}; valid choices: "
                         f"{', '.join(sorted(components(kind))) or '(none installed)'}")
     comps = components(kind)
     if name not in comps:

@@ -340,7 +340,7 @@ def format_errors(exc: ValidationError, data: Mapping[str, Any], source: str, mo
         elif etype == "union_tag_not_found":
             kind = _kind_at(path, data) or "component"
             valid = sorted(plugins.components(kind)) if kind != "component" else []
-            lines.append(f"{source}: {dotted}: missing 'name' selecting a {kind}; valid choices: {', '.join(valid)}")
+            lines.append(f"{source}: {dotted}: missing 'name' selecting {plugins.with_article(kind)}; valid choices: {', '.join(valid)}")
         elif etype == "extra_forbidden":
             if len(path) == 1:
                 known = sorted(model.model_fields)

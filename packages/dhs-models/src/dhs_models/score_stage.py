@@ -6,6 +6,7 @@ through the run's executor. Torch-free at import: validating a spec imports no t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Literal
 
@@ -31,10 +32,18 @@ class ScoreConfig(ComponentConfig):
     dataset_rows: int = Field(default=10_000_000, ge=1)
     # false-positive rates whose thresholds are set on the run's validation negatives
     fpr: list[float] = Field(default_factory=list)
-    # auto: CUDA when present, else the CPU (where scores match train/scores.parquet bit for bit)
-    device: Literal["auto", "cpu", "cuda"] = "auto"
+    # auto: CUDA when present, else the CPU (where scores match train/scores.parquet bit for bit);
+    # cuda or cuda:N for one GPU of several, as dhs score --device takes
+    device: str = "auto"
     # fp32, or autocast to bf16 / fp16 on CUDA (the CPU always scores in float32)
     precision: Literal["fp32", "bf16", "fp16"] = "fp32"
+
+    @field_validator("device")
+    @classmethod
+    def _device(cls, v: str) -> str:
+        if not re.fullmatch(r"auto|cpu|cuda(:\d+)?", v):
+            raise ValueError(f"device {v!r} is not one of auto, cpu, cuda, cuda:N")
+        return v
 
     @field_validator("fpr")
     @classmethod
