@@ -257,11 +257,11 @@ def test_large_stores_get_a_parquet_dataset_of_parts(trained, tmp_path):
 
 
 def test_score_section_takes_the_devices_dhs_score_takes():
-    from dhs_core.errors import SpecError
-    from dhs_core.spec import load_spec
+    from pydantic import ValidationError
 
-    base = {"run": {"name": "x"}, "data": {"name": "synthetic", "n_hosts": 40}, "model": MODEL, "train": {"epochs": 1}}
+    from dhs_models.score_stage import ScoreConfig
+
     for device in ("auto", "cpu", "cuda", "cuda:1"):
-        assert load_spec({**base, "score": {"device": device}})[0].spec.score.device == device
-    with pytest.raises(SpecError, match="not one of auto, cpu, cuda, cuda:N"):
-        load_spec({**base, "score": {"device": "gpu"}})
+        assert ScoreConfig(device=device).device == device
+    with pytest.raises(ValidationError, match="not one of auto, cpu, cuda, cuda:N"):
+        ScoreConfig(device="gpu")
